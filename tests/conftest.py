@@ -15,3 +15,25 @@ def seed():
     "Every test starts from the same random state."
     torch.manual_seed(0)
     return 0
+
+
+def _shared_data_dir():
+    "Where the digit bundle is: $SDRC_DATA, else the shared data folder beside the repository, else None."
+    from pathlib import Path
+    env = os.environ.get("SDRC_DATA")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if (beside / "digits_real.npz").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def digits_root():
+    """The folder of the real digit bundle. Tests that need it skip without it, unless SDRC_REQUIRE_DATA=1
+    (as in CI), where its absence is a failure."""
+    root = _shared_data_dir()
+    if root is None or not (root / "digits_real.npz").is_file() and not root.is_file():
+        if os.environ.get("SDRC_REQUIRE_DATA") == "1":
+            pytest.fail("SDRC_REQUIRE_DATA=1 but the digit bundle was not found (set SDRC_DATA)")
+        pytest.skip("the digit bundle is not available (set SDRC_DATA)")
+    return root

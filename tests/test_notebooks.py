@@ -19,3 +19,13 @@ def test_notebook_runs(notebook, monkeypatch):
     monkeypatch.chdir(NBS.parent)
     ok, _ = run_notebook(notebook, skip_flags=skip, showerr=True)
     assert ok, f"{notebook.name} failed (see the traceback above)"
+
+
+def test_readme_and_index_show_the_same_commands():
+    "README.md and the landing notebook open with the same two commands, so neither drifts."
+    import json
+    readme = (NBS.parent / "README.md").read_text()
+    index = "\n".join("".join(c["source"]) for c in json.loads((NBS / "index.ipynb").read_text())["cells"])
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    assert len(commands) == 2
+    assert all(command in index for command in commands)
