@@ -6,7 +6,7 @@
 __all__ = ['AUX_KINDS', 'KERNEL_NORMS', 'Q_SCOPES', 'PRESETS', 'auxiliary_distribution', 'srdc_objective', 'log_soft_assignment',
            'soft_assignment', 'source_weights', 'rampup', 'SDRCConfig', 'make_config', 'SDRCOutput', 'SDRCLoss']
 
-# %% ../nbs/00_core.ipynb #a9b4cdc4
+# %% ../nbs/00_core.ipynb #743f11cf
 import math
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# %% ../nbs/00_core.ipynb #be535022
+# %% ../nbs/00_core.ipynb #292f3fff
 def _check_tensor(x, name: str, ndim: int, what: str, finite: bool = True) -> None:
     "Raise a clear error unless `x` is a non-empty floating-point tensor of rank `ndim` (and finite)."
     if not isinstance(x, Tensor):
@@ -29,7 +29,7 @@ def _check_tensor(x, name: str, ndim: int, what: str, finite: bool = True) -> No
     if finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"`{name}` contains NaN or Inf values")
 
-# %% ../nbs/00_core.ipynb #e8f4da7e
+# %% ../nbs/00_core.ipynb #61b6c9fb
 def _check_probs(p, name: str) -> None:
     "Raise unless `p` is an N×K matrix of non-negative weights whose rows have positive mass."
     _check_tensor(p, name, 2, "N samples × K classes")
@@ -40,7 +40,7 @@ def _check_probs(p, name: str) -> None:
     if bool((p.sum(1) <= 0).any()):
         raise ValueError(f"`{name}` has a row with zero total mass: every sample needs a distribution")
 
-# %% ../nbs/00_core.ipynb #5f1e35f0
+# %% ../nbs/00_core.ipynb #e6a5b7c5
 def _check_labels(y, name: str, n: int, num_classes: int) -> None:
     "Raise unless `y` is a 1-D integer tensor of `n` labels in [0, num_classes)."
     if not isinstance(y, Tensor):
@@ -53,7 +53,7 @@ def _check_labels(y, name: str, n: int, num_classes: int) -> None:
         raise ValueError(f"`{name}` has labels outside [0, {num_classes}): "
                          f"min {int(y.min())}, max {int(y.max())}")
 
-# %% ../nbs/00_core.ipynb #2184938f
+# %% ../nbs/00_core.ipynb #dd4ee6b6
 def _check_choice(value, name: str, choices: Sequence[str]) -> None:
     "Raise unless `value` is one of `choices`."
     if value not in choices:
@@ -67,7 +67,7 @@ def _check_number(value, name: str, low: float = -math.inf, high: float = math.i
         raise ValueError(f"`{name}` must lie in [{low}, {high}], got {value}")
     return float(value)
 
-# %% ../nbs/00_core.ipynb #96f62013
+# %% ../nbs/00_core.ipynb #9dc21638
 AUX_KINDS = ("srdc", "srdc_exact", "dec")
 
 def _normalise_rows(x: Tensor) -> Tensor:
@@ -78,7 +78,7 @@ def _column_mass(p: Tensor) -> Tensor:
     "Column sums of `p`, kept away from zero so that a class with no mass in the batch never divides by 0."
     return p.sum(0).clamp_min(torch.finfo(p.dtype).eps)
 
-# %% ../nbs/00_core.ipynb #1749f76b
+# %% ../nbs/00_core.ipynb #90314178
 def _srdc_q(p: Tensor) -> Tensor:
     "SRDC eq. 2: divide each column by the square root of its mass, renormalise rows."
     return _normalise_rows(p * _column_mass(p).rsqrt())
@@ -87,7 +87,7 @@ def _dec_q(p: Tensor) -> Tensor:
     "DEC's target: square, divide by column mass, renormalise rows."
     return _normalise_rows(p.square() / _column_mass(p))
 
-# %% ../nbs/00_core.ipynb #73ae3781
+# %% ../nbs/00_core.ipynb #70733bac
 def _srdc_exact_q(p: Tensor, max_iter: int = 200) -> Tensor:
     "The exact minimiser of eq. 1, by damped fixed-point iteration from Q = P (eq. 2 is its first step)."
     tol = 10 * torch.finfo(p.dtype).eps
@@ -104,7 +104,7 @@ def _srdc_exact_q(p: Tensor, max_iter: int = 200) -> Tensor:
     # one undamped step with the marginal held fixed: equal to q, and differentiable in p
     return _normalise_rows(p / marginal)
 
-# %% ../nbs/00_core.ipynb #e25477ff
+# %% ../nbs/00_core.ipynb #5bd21f79
 def _mix_onehot(q: Tensor, beta: float, onehot) -> Tensor:
     "The released code's `(1 - beta) * onehot + beta * q`, with `onehot` given as labels or as an N×K matrix."
     beta = _check_number(beta, "beta", 0.0, 1.0)
@@ -122,7 +122,7 @@ def _mix_onehot(q: Tensor, beta: float, onehot) -> Tensor:
             raise ValueError(f"`onehot` must have the shape of `p` {tuple(q.shape)}, got {tuple(onehot.shape)}")
     return (1 - beta) * onehot.to(q.dtype) + beta * q
 
-# %% ../nbs/00_core.ipynb #9657d513
+# %% ../nbs/00_core.ipynb #e943846e
 def auxiliary_distribution(p: Tensor, kind: str = "srdc", beta: float = 1.0, onehot: Tensor | None = None) -> Tensor:
     """The auxiliary target distribution Q (N×K) from predictions `p` (N×K, rows of non-negative mass).
 
@@ -139,7 +139,7 @@ def _auxiliary(p: Tensor, kind: str, beta: float, onehot) -> Tensor:
     q = {"srdc": _srdc_q, "srdc_exact": _srdc_exact_q, "dec": _dec_q}[kind](p)
     return _mix_onehot(q, beta, onehot)
 
-# %% ../nbs/00_core.ipynb #79ed4e41
+# %% ../nbs/00_core.ipynb #8e063206
 def srdc_objective(q: Tensor, p: Tensor) -> Tensor:
     "Paper eq. 1: KL(Q‖P) averaged over samples, plus the negative entropy of Q's cluster marginal."
     _check_probs(q, "q")
@@ -150,7 +150,7 @@ def srdc_objective(q: Tensor, p: Tensor) -> Tensor:
     rho = q.mean(0)
     return kl + torch.xlogy(rho, rho).sum()
 
-# %% ../nbs/00_core.ipynb #4a7625db
+# %% ../nbs/00_core.ipynb #91fb9dc3
 KERNEL_NORMS = ("softmax", "sum")
 
 def _squared_distances(z: Tensor, centres: Tensor) -> Tensor:
@@ -166,7 +166,7 @@ def _check_features(z, centres, name: str = "z", centres_name: str = "centres") 
         raise ValueError(f"feature dimension mismatch: `{name}` has {z.shape[1]} features, "
                          f"`{centres_name}` has {centres.shape[1]}")
 
-# %% ../nbs/00_core.ipynb #7c7be842
+# %% ../nbs/00_core.ipynb #9e595b42
 def log_soft_assignment(z: Tensor, centres: Tensor, alpha: float = 1.0, norm: str = "softmax") -> Tensor:
     "log p̂ (N×K): the log of `soft_assignment`, computed stably in log space."
     _check_features(z, centres)
@@ -188,7 +188,7 @@ def soft_assignment(z: Tensor, centres: Tensor, alpha: float = 1.0, norm: str = 
     "p̂ (N×K): Student-t kernel between features `z` and `centres`, normalised by softmax (paper) or sum (DEC)."
     return log_soft_assignment(z, centres, alpha, norm).exp()
 
-# %% ../nbs/00_core.ipynb #4d290fc6
+# %% ../nbs/00_core.ipynb #336e3587
 def source_weights(z_s: Tensor, y_s: Tensor, centroids: Tensor) -> Tensor:
     "Soft source selection (eq. 12): ½(1 + cos(z_s, centroids[y_s])) for each source sample, in [0, 1]."
     _check_features(z_s, centroids, "z_s", "centroids")
@@ -196,7 +196,7 @@ def source_weights(z_s: Tensor, y_s: Tensor, centroids: Tensor) -> Tensor:
     cosine = F.cosine_similarity(z_s, centroids[y_s].to(z_s.dtype), dim=1)
     return (0.5 * (1 + cosine)).clamp(0, 1)
 
-# %% ../nbs/00_core.ipynb #826106de
+# %% ../nbs/00_core.ipynb #69f88696
 def rampup(epoch: float, total_epochs: float, gamma: float = 10.0) -> float:
     "λ for `epoch` (0-based) of `total_epochs`: 2 / (1 + exp(-gamma * epoch / total_epochs)) - 1."
     epoch = _check_number(epoch, "epoch", 0.0)
@@ -206,7 +206,7 @@ def rampup(epoch: float, total_epochs: float, gamma: float = 10.0) -> float:
         raise ValueError("`total_epochs` must be positive")
     return 2 / (1 + math.exp(-gamma * epoch / total_epochs)) - 1
 
-# %% ../nbs/00_core.ipynb #d282dda6
+# %% ../nbs/00_core.ipynb #06e15d96
 Q_SCOPES = ("dataset", "batch")
 
 @dataclass(frozen=True)
@@ -221,6 +221,7 @@ class SDRCConfig:
     alpha: float = 1.0
     beta: float = 1.0
     q_kind: str = "srdc"
+    source_feature_terms: bool = True
     check_inputs: bool = True
 
     def __post_init__(self):
@@ -230,7 +231,8 @@ class SDRCConfig:
         if _check_number(self.alpha, "alpha", 0.0) == 0:
             raise ValueError("`alpha` (degrees of freedom) must be positive")
         _check_number(self.beta, "beta", 0.0, 1.0)
-        for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "check_inputs"):
+        for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "source_feature_terms",
+                     "check_inputs"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
 
@@ -240,7 +242,7 @@ PRESETS = {
                            accumulate_centre_grad=True),
 }
 
-# %% ../nbs/00_core.ipynb #b666e1fc
+# %% ../nbs/00_core.ipynb #a357ed35
 def make_config(preset: str = "paper", **overrides) -> SDRCConfig:
     "The `SDRCConfig` of `preset`, with any field replaced by a keyword of the same name."
     _check_choice(preset, "preset", tuple(PRESETS))
@@ -250,14 +252,14 @@ def make_config(preset: str = "paper", **overrides) -> SDRCConfig:
         raise TypeError(f"unknown SDRC option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return replace(PRESETS[preset], **overrides)
 
-# %% ../nbs/00_core.ipynb #84858d7e
+# %% ../nbs/00_core.ipynb #8cb85cea
 @dataclass
 class SDRCOutput:
     "What `SDRCLoss` returns: the scalar `loss` to backpropagate and its named, detached `terms`."
     loss: Tensor
     terms: dict[str, Tensor]
 
-# %% ../nbs/00_core.ipynb #9d5bf115
+# %% ../nbs/00_core.ipynb #87d26bd8
 def _as_list(x, name: str) -> list:
     "A list of tensors from a tensor, a sequence of tensors or None."
     if x is None:
@@ -276,7 +278,7 @@ def _soft_cross_entropy(q: Tensor, log_probs: Tensor) -> Tensor:
     "Mean over the batch of -Σ_k q_k log p_k."
     return -(q * log_probs).sum(1).mean()
 
-# %% ../nbs/00_core.ipynb #916cfd21
+# %% ../nbs/00_core.ipynb #67d93154
 class SDRCLoss(nn.Module):
     """The SRDC objective for one batch of source and target samples, as a plain `nn.Module`.
 
@@ -293,7 +295,7 @@ class SDRCLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, preset={self.preset!r}, {self.config}"
 
-# %% ../nbs/00_core.ipynb #3ab8dc94
+# %% ../nbs/00_core.ipynb #2514c36b
 @torch.no_grad()
 def _validate_batch(loss: SDRCLoss, logits_s, y_s, logits_t, feats_s, feats_t, centres, q_list, weights_s, labels_t):
     "Raise a clear error for any malformed input of `SDRCLoss.forward`."
@@ -328,7 +330,7 @@ def _validate_batch(loss: SDRCLoss, logits_s, y_s, logits_t, feats_s, feats_t, c
     if labels_t is not None:
         _check_labels(labels_t, "labels_t", logits_t.shape[0], K)
 
-# %% ../nbs/00_core.ipynb #ecc43e71
+# %% ../nbs/00_core.ipynb #4df2e1fd
 def _resolve_q_list(loss: SDRCLoss, q_t, n_spaces: int) -> list:
     "One Q (or None: compute from the batch) per space, checked against the preset's `q_scope`."
     q_list = _as_list(q_t, "q_t")
@@ -350,7 +352,7 @@ def _target_q(loss: SDRCLoss, given, log_probs: Tensor, labels_t) -> Tensor:
         log_probs.exp(), cfg.q_kind, cfg.beta, labels_t)
     return q.detach() if cfg.detach_q else q
 
-# %% ../nbs/00_core.ipynb #d017328f
+# %% ../nbs/00_core.ipynb #a9ad056d
 def _source_weights_for(loss: SDRCLoss, weights_s, n: int, like: Tensor) -> Tensor:
     "The per-sample source weights the preset asks for: `weights_s` with soft selection, ones without."
     if loss.config.soft_select:
@@ -363,7 +365,7 @@ def _source_weights_for(loss: SDRCLoss, weights_s, n: int, like: Tensor) -> Tens
                          "set soft_select=True to use it")
     return like.new_ones(n)
 
-# %% ../nbs/00_core.ipynb #5bf836d9
+# %% ../nbs/00_core.ipynb #1cbb73f1
 def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tensor, feats_s=None, feats_t=None,
                   centres=None, q_t=None, weights_s=None, lam: float = 1.0, labels_t: Tensor | None = None) -> SDRCOutput:
     """The SRDC loss of one batch. `feats_s`/`feats_t`/`centres`: one entry per feature space; `q_t`: Q from
@@ -386,7 +388,8 @@ def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tenso
         terms = {}
         for name, lp_s, lp_t, q in zip(names, log_p_s, log_p_t, q_list):
             terms[f"tgt_{name}"] = _soft_cross_entropy(_target_q(self, q, lp_t, labels_t), lp_t)
-            terms[f"src_{name}"] = _weighted_label_nll(lp_s, y_s, w)
+            if name == "out" or cfg.source_feature_terms:
+                terms[f"src_{name}"] = _weighted_label_nll(lp_s, y_s, w)
         target = sum(v for k, v in terms.items() if k.startswith("tgt_"))
         source_feat = sum((v for k, v in terms.items() if k.startswith("src_feat")), torch.zeros((), dtype=dtype, device=logits_t.device))
         if cfg.target_rampup:

@@ -305,6 +305,15 @@ def test_soft_select_uses_the_weights():
     assert full.terms["src_out"] > 0 and zero.terms["src_out"] == 0
 
 
+def test_source_feature_terms_switch():
+    "Without eq. 8 the source feature-space terms disappear from the terms and from the total."
+    kw = dict(feats_s=[torch.zeros(1, 2)], feats_t=[torch.zeros(1, 2)], centres=[torch.tensor([[0.0, 0], [1, 0]])])
+    full = SDRCLoss(2, "official")(Z2, Y0, Z2, **kw, lam=1.0)
+    cut = SDRCLoss(2, "official", source_feature_terms=False)(Z2, Y0, Z2, **kw, lam=1.0)
+    assert "src_feat_0" not in cut.terms
+    assert cut.loss.item() == pytest.approx(full.loss.item() - full.terms["src_feat_0"].item())
+
+
 def test_sum_normalisation_changes_p_hat():
     kw = dict(feats_s=[torch.zeros(1, 2)], feats_t=[torch.zeros(1, 2)], centres=[torch.tensor([[0.0, 0], [1, 0]])])
     soft = SDRCLoss(2, "official")(Z2, Y0, Z2, **kw).terms["src_feat_0"]

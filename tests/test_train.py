@@ -1,0 +1,195 @@
+"""Tests of sdrc.train: configuration, every method on toy domains, records, checkpoints, exact resume, real digits."""
+import numpy as np
+import pytest
+import torch
+
+from sdrc.data import DomainPair, TensorDomain, digit_pair, make_domain_pair
+from sdrc.snapshots import RunRecord
+from sdrc.train import (CHECKPOINT, TrainConfig, Trainer, epoch_statistics, extract, load_checkpoint, summary_line,
+                        train)
+
+QUIET = dict(progress=False, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_domain_pair(n_per_class=40, num_classes=3, dim=4, shift="translate", amount=1.0, seed=0)
+
+
+def small(**kw):
+    return TrainConfig(**{**dict(epochs=3, batch_size=32, record_samples=50, seed=0), **kw})
+
+
+# ---------------------------------------------------------------- configuration
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(method="mcd"), "unknown method 'mcd'"),
+    (dict(ablation="no-q"), "unknown ablation 'no-q'"),
+    (dict(preset="tllib"), "unknown preset 'tllib'"),
+    (dict(overrides={"detach": True}), "unknown SDRC option(s) detach"),
+    (dict(epochs=0), "`epochs` must be a positive integer"),
+    (dict(batch_size=-1), "`batch_size` must be a positive integer"),
+    (dict(lr=0.0), "`lr` must be positive"),
+    (dict(lam_schedule="cosine"), "unknown lam_schedule 'cosine'"),
+])
+def test_bad_configuration(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig(**kwargs)
+
+
+def test_schedules():
+    assert TrainConfig(preset="official", epochs=10).lam(0) == 0.0
+    assert TrainConfig(preset="paper", epochs=10).lam(0) == 1.0
+    assert TrainConfig(preset="paper", lam_schedule="rampup", epochs=10).lam(0) == 0.0
+    assert TrainConfig(lr=0.01, epochs=10).learning_rate(0) == 0.01
+    assert TrainConfig(lr=0.01, epochs=10).learning_rate(5) == pytest.approx(0.01 / 6 ** 0.75)
+
+
+# ---------------------------------------------------------------- methods on toy domains
+
+@pytest.mark.parametrize("method, preset, ablation", [
+    ("srdc", "official", "none"), ("srdc", "paper", "none"), ("srdc", "paper", "no-source-reg"),
+    ("srdc", "paper", "no-feature"), ("srdc", "paper", "no-soft-select"),
+    ("source-only", "paper", "none"), ("dann", "paper", "none"), ("oracle", "paper", "none"),
+])
+def test_every_method_trains_and_reports(toy, method, preset, ablation):
+    history = train(toy, small(method=method, preset=preset, ablation=ablation), **QUIET)
+    assert [m["epoch"] for m in history] == [0, 1, 2, 3]
+    last = history[-1]
+    for key in ("acc_f", "acc_f_train", "cluster_acc", "nmi", "entropy_p", "entropy_q", "marginal_q", "collapsed"):
+        assert key in last
+    assert all(np.isfinite(last[k]) for k in ("acc_f", "entropy_p", "entropy_q", "train_src_out"))
+    assert "acc_centre_0" in last and "acc_centre_1" in last  # the nearest-centre classifier, for every method
+    if method == "srdc":
+        assert ("train_tgt_feat_0" in last) == (ablation != "no-feature")
+    if method == "srdc" and ablation == "no-source-reg":
+        assert "train_src_feat_0" not in last and "train_tgt_feat_0" in last
+    if method == "dann":
+        assert "train_domain" in last
+
+
+def test_training_learns_the_toy_task(toy):
+    for method in ("source-only", "oracle", "srdc"):
+        history = train(toy, small(method=method, preset="official", epochs=6), **QUIET)
+        assert history[-1]["acc_f"] > 0.9, (method, history[-1]["acc_f"])
+
+
+def test_same_seed_same_run_bit_for_bit(toy):
+    a = train(toy, small(preset="official"), **QUIET)
+    b = train(toy, small(preset="official"), **QUIET)
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
+    assert strip(a) == strip(b)
+    c = train(toy, small(preset="official", seed=1), **QUIET)
+    assert strip(a) != strip(c)
+
+
+# ---------------------------------------------------------------- records and checkpoints
+
+def test_records_on_disk(toy, tmp_path):
+    train(toy, small(preset="paper"), out=tmp_path / "run", **QUIET)
+    run = RunRecord.open(tmp_path / "run")
+    assert run.epoch_numbers() == [0, 1, 2, 3] and len(run.epochs) == 4
+    assert run.meta["config"]["preset"] == "paper" and "torch" in run.meta["versions"]
+    arrays = run.arrays(3)
+    n = min(50, len(toy.target_train))
+    assert arrays["target_feat_0"].shape == (n, 64) and arrays["target_feat_0"].dtype == np.float16
+    assert arrays["target_p"].shape == arrays["target_q"].shape == arrays["target_phat_1"].shape == (n, 3)
+    assert arrays["centres_1"].shape == (3, 32) and arrays["source_weight"].dtype == np.float16
+    assert np.array_equal(arrays["target_index"], run.arrays(0)["target_index"])  # the same samples every epoch
+    assert np.array_equal(arrays["target_y"], toy.target_train.y[arrays["target_index"]].numpy())
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert state["next_epoch"] == 3
+
+
+def test_existing_folder_is_not_overwritten(toy, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        train(toy, small(), out=tmp_path / "run", **QUIET)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_crafted_checkpoint_is_refused(tmp_path):
+    "A checkpoint that needs arbitrary unpickling (it could run code) is refused."
+    torch.save({"model": Payload()}, tmp_path / CHECKPOINT)
+    with pytest.raises(ValueError, match="could not be loaded"):
+        load_checkpoint(tmp_path / CHECKPOINT)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+class Stop(Exception):
+    pass
+
+
+class Payload:
+    "An arbitrary class: unpickling it means importing and constructing code of the file's choosing."
+
+
+def test_resume_after_a_stop_mid_epoch_ends_identically(toy, tmp_path, monkeypatch):
+    cfg = small(preset="official", epochs=4)
+    straight = train(toy, cfg, out=tmp_path / "a", **QUIET)
+    calls = {"n": 0}
+    step = Trainer.step
+
+    def stopping_step(self, loss):
+        calls["n"] += 1
+        if calls["n"] == 6:  # epoch 1 has 4 iterations: stop in the middle of epoch 1
+            raise Stop
+        step(self, loss)
+    monkeypatch.setattr(Trainer, "step", stopping_step)
+    with pytest.raises(Stop):
+        train(toy, cfg, out=tmp_path / "b", **QUIET)
+    monkeypatch.setattr(Trainer, "step", step)
+    assert RunRecord.open(tmp_path / "b").epoch_numbers() == [0, 1]
+    resumed = train(toy, cfg, out=tmp_path / "b", resume=True, **QUIET)
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+    assert strip(RunRecord.open(tmp_path / "b").epochs) == strip(RunRecord.open(tmp_path / "a").epochs)
+    a, b = RunRecord.open(tmp_path / "a").arrays(4), RunRecord.open(tmp_path / "b").arrays(4)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_another_configuration_is_refused(toy, tmp_path):
+    train(toy, small(epochs=2), out=tmp_path / "run", **QUIET)
+    with pytest.raises(ValueError, match="configuration differs in lr"):
+        train(toy, small(epochs=2, lr=0.1), out=tmp_path / "run", resume=True, **QUIET)
+
+
+# ---------------------------------------------------------------- observation
+
+def test_extract_uses_each_domains_own_batchnorm_statistics(toy):
+    trainer = Trainer(toy, small(method="source-only"), progress=False)
+    shifted = TensorDomain(toy.target_train.x + 100, toy.target_train.y, "far", toy.classes)
+    (own,) = extract(trainer.model, [shifted], shifted)
+    (mixed,) = extract(trainer.model, [shifted], toy.source_train)
+    # with its own statistics the far domain's backbone features are normalised like any other domain's
+    assert own["feats"][0].abs().mean() < 5 and mixed["feats"][0].abs().mean() > 10 * own["feats"][0].abs().mean()
+
+
+def test_collapse_is_detected_and_reported():
+    k, n = 3, 30
+    y = torch.arange(n) % k
+    collapsed_logits = torch.zeros(n, k)
+    collapsed_logits[:, 0] = 5.0
+    feats = [torch.randn(n, 4)]
+    source = dict(feats=feats, logits=torch.randn(n, k), y=y)
+    target = dict(feats=feats, logits=collapsed_logits, y=y)
+    clusters = [(torch.randn(k, 4), y)]
+    _, metrics = epoch_statistics(source, target, target, clusters, small())
+    assert metrics["collapsed"] and metrics["largest_pred"] == 1.0
+    assert "COLLAPSE: 100% of the target in one class" in summary_line(0, metrics)
+
+
+# ---------------------------------------------------------------- real digits, at a small size
+
+def _subset(domain, n):
+    return TensorDomain(domain.x[:n], domain.y[:n], domain.name, domain.classes)
+
+
+def test_srdc_on_real_digits_smoke(digits_root, tmp_path):
+    pair = digit_pair("mnist", "usps", root=digits_root, channels=1)
+    small_pair = DomainPair(*(_subset(d, 512) for d in pair.splits().values()), pair.classes)
+    history = train(small_pair, TrainConfig(preset="official", epochs=2, record_samples=100), out=tmp_path / "m2u", **QUIET)
+    assert history[-1]["acc_f"] > history[0]["acc_f"] and history[-1]["acc_f"] > 0.3
+    assert RunRecord.open(tmp_path / "m2u").arrays(2)["target_feat_0"].shape == (100, 500)
