@@ -7,7 +7,7 @@ __all__ = ['METHODS', 'ABLATIONS', 'LAM_SCHEDULES', 'CHECKPOINT', 'TrainConfig',
            'GradientReversal', 'domain_discriminator', 'default_model', 'resolve_device', 'Trainer', 'load_checkpoint',
            'run_metadata', 'summary_line', 'train']
 
-# %% ../nbs/05_train.ipynb #edd6eec1
+# %% ../nbs/05_train.ipynb #c8dbee35
 import math
 import platform
 import time
@@ -27,7 +27,7 @@ from .data import DomainPair, TensorDomain, atomic_write, infinite_batches, iter
 from .models import SRDCNet, digit_net, mlp_net, recalibrate_batchnorm
 from .snapshots import RunRecord, RunWriter
 
-# %% ../nbs/05_train.ipynb #a45a2c86
+# %% ../nbs/05_train.ipynb #559a8e06
 METHODS = ("srdc", "source-only", "dann", "oracle")
 ABLATIONS = ("none", "no-source-reg", "no-feature", "no-soft-select")
 LAM_SCHEDULES = ("rampup", "constant")
@@ -47,6 +47,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lam_schedule: str | None = None
+    warmup_epochs: int = 1
     kmeans_iters: int = 5
     average_with_source: bool = True
     bn_samples: int = 1024
@@ -65,6 +66,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "kmeans_iters"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ValueError(f"`warmup_epochs` must be a non-negative integer, got {self.warmup_epochs!r}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be positive, got {self.lr}")
         self.loss_config()  # validates preset and overrides
@@ -83,7 +86,7 @@ class TrainConfig:
         "The annealed rate of the paper's code, lr / (1 + 10 e/E)^0.75, stepped per epoch."
         return self.lr / (1 + 10 * epoch / self.epochs) ** 0.75
 
-# %% ../nbs/05_train.ipynb #da89ffeb
+# %% ../nbs/05_train.ipynb #9d8a2fba
 @torch.no_grad()
 def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDomain, bn_samples: int = 1024,
             batch_size: int = 256, seed: int = 0) -> list[dict]:
@@ -99,7 +102,7 @@ def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDom
                             logits=torch.cat([o.logits for o in outs]).float(), y=domain.y))
     return results
 
-# %% ../nbs/05_train.ipynb #9610492e
+# %% ../nbs/05_train.ipynb #06df1814
 def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg: TrainConfig) -> list[tuple[Tensor, Tensor]]:
     "(K-means centroids, labels) of the target in every feature space."
     pred = target["logits"].argmax(1)
@@ -111,7 +114,7 @@ def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg
         results.append(kmeans(zt, init, cfg.kmeans_iters))
     return results
 
-# %% ../nbs/05_train.ipynb #d44eed66
+# %% ../nbs/05_train.ipynb #d437ec85
 def _entropy(p: Tensor) -> float:
     "Mean row entropy (nats)."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -138,7 +141,7 @@ def epoch_statistics(source: dict, target: dict, test: dict, clusters, cfg: Trai
     metrics["collapsed"] = metrics["largest_pred"] > cfg.collapse_threshold
     return dict(q=q, weights=weights, kmeans_labels=clusters[0][1], p=p), metrics
 
-# %% ../nbs/05_train.ipynb #941409ee
+# %% ../nbs/05_train.ipynb #54196c84
 class GradientReversal(torch.autograd.Function):
     "Identity forward; multiplies the gradient by -coefficient backward (DANN)."
 
@@ -155,7 +158,7 @@ def domain_discriminator(in_dim: int, hidden: int = 256) -> nn.Module:
     "DANN's domain classifier: two hidden layers, one logit (source = 1)."
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-# %% ../nbs/05_train.ipynb #5f133f48
+# %% ../nbs/05_train.ipynb #d1d9774f
 def default_model(pair: DomainPair) -> SRDCNet:
     "The digit network for image domains, an MLP for feature vectors."
     x = pair.source_train.x
@@ -167,7 +170,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
-# %% ../nbs/05_train.ipynb #9dfa9cdd
+# %% ../nbs/05_train.ipynb #baec6484
 class Trainer:
     "Trains one method on a `DomainPair`, observing and recording every epoch."
 
@@ -203,7 +206,7 @@ class Trainer:
             groups.append(dict(params=list(self.discriminator.parameters()), mult=1.0))
         return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
 
-# %% ../nbs/05_train.ipynb #c0aeafa3
+# %% ../nbs/05_train.ipynb #89fc8b2c
 def _observe(self: Trainer, epoch: int) -> tuple[dict, dict, dict]:
     "(tensors for the training epoch, metrics, arrays to record) at the start of `epoch`."
     d, cfg, k = self.domains, self.cfg, self.pair.num_classes
@@ -224,7 +227,7 @@ def _reset_centres(self: Trainer, centroids: list[Tensor]) -> None:
 
 Trainer.observe, Trainer.reset_centres = _observe, _reset_centres
 
-# %% ../nbs/05_train.ipynb #0dfdc843
+# %% ../nbs/05_train.ipynb #76139bcc
 def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: dict) -> dict | None:
     "The arrays of one epoch's record, or None when recording is off."
     n = self.cfg.record_samples
@@ -248,7 +251,7 @@ def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: d
 
 Trainer.record_arrays = _record_arrays
 
-# %% ../nbs/05_train.ipynb #698d7c13
+# %% ../nbs/05_train.ipynb #508a196d
 def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: float, state: dict):
     "(loss, detached terms) of one batch for this run's method."
     ce = F.cross_entropy(out_s.logits.float(), y_s)
@@ -265,6 +268,8 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
         labels = torch.cat([torch.ones(len(y_s)), torch.zeros(len(idx_t))]).to(logits.device)
         domain = F.binary_cross_entropy_with_logits(logits, labels)
         return ce + domain, {"src_out": ce.detach(), "domain": domain.detach()}
+    if int(progress) < self.cfg.warmup_epochs:  # SRDC's warm-up: the source classifier alone
+        return ce, {"src_out": ce.detach()}
     cfg = self.loss_fn.config
     spaces = range(len(self.centres))
     q_t = [q[idx_t] for q in state["q"][:1 + len(self.centres)]] if cfg.q_scope == "dataset" else None
@@ -276,7 +281,7 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
 
 Trainer.batch_loss = _batch_loss
 
-# %% ../nbs/05_train.ipynb #47fb7880
+# %% ../nbs/05_train.ipynb #4b3f6fd4
 def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     "One epoch of training; returns the mean of each loss term."
     cfg, d = self.cfg, self.domains
@@ -310,7 +315,7 @@ def _step(self: Trainer, loss: Tensor) -> None:
 
 Trainer.train_epoch, Trainer.step = _train_epoch, _step
 
-# %% ../nbs/05_train.ipynb #9e1bf2bf
+# %% ../nbs/05_train.ipynb #d98d888a
 CHECKPOINT = "checkpoint.pt"
 
 def _checkpoint_state(self: Trainer) -> dict:
@@ -334,7 +339,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise ValueError(f"{path} could not be loaded (truncated, or not a sdrc checkpoint?): {err}") from err
 
-# %% ../nbs/05_train.ipynb #9405fc7e
+# %% ../nbs/05_train.ipynb #9d584c91
 def _resume(self: Trainer) -> None:
     "Load the run folder's checkpoint and records; the configuration must match."
     state = load_checkpoint(self.out / CHECKPOINT)
@@ -352,7 +357,7 @@ def _resume(self: Trainer) -> None:
 
 Trainer._checkpoint_state, Trainer.save_checkpoint, Trainer.resume = _checkpoint_state, _save_checkpoint, _resume
 
-# %% ../nbs/05_train.ipynb #61d9f2e8
+# %% ../nbs/05_train.ipynb #d5b169e6
 def run_metadata(cfg: TrainConfig, pair: DomainPair) -> dict:
     "What run.json says about a run besides its metrics: configuration, data, versions."
     return dict(config=asdict(cfg), classes=list(pair.classes),
@@ -372,11 +377,11 @@ def _open_run(self: Trainer, resume: bool) -> None:
 
 Trainer.open_run = _open_run
 
-# %% ../nbs/05_train.ipynb #c1678dad
+# %% ../nbs/05_train.ipynb #da23ddb2
 def summary_line(epoch: int, m: dict) -> str:
     "One line per epoch."
     centres = " ".join(f"centre{j} {m[f'acc_centre_{j}']:.3f}" for j in range(4) if f"acc_centre_{j}" in m)
-    line = (f"epoch {epoch:3d}  acc f {m['acc_f']:.3f}  {centres}  cluster {m['cluster_acc']:.3f}  "
+    line = (f"epoch {epoch:3d}  acc f {m['acc_f']:.3f} (train {m['acc_f_train']:.3f})  {centres}  cluster {m['cluster_acc']:.3f}  "
             f"H(P) {m['entropy_p']:.3f}  H(Q) {m['entropy_q']:.3f}")
     if "train_loss" in m:
         line += f"  loss {m['train_loss']:.3f}"
@@ -384,11 +389,12 @@ def summary_line(epoch: int, m: dict) -> str:
         line += f"  COLLAPSE: {m['largest_pred']:.0%} of the target in one class"
     return line
 
-def _fit(self: Trainer, resume: bool = False, log=print) -> list[dict]:
+def _fit(self: Trainer, resume: bool = False, log=tqdm.write) -> list[dict]:
     "Train for `cfg.epochs` epochs (continuing a stopped run with `resume=True`); returns the per-epoch metrics."
     self.open_run(resume)
     history = list(self.writer.epochs) if self.writer else []
-    for epoch in range(self.next_epoch, self.cfg.epochs + 1):
+    epochs = range(self.next_epoch, self.cfg.epochs + 1)
+    for epoch in tqdm(epochs, desc="epochs", disable=not self.progress, initial=self.next_epoch, total=self.cfg.epochs + 1):
         start = time.perf_counter()
         state, metrics, arrays = self.observe(epoch)
         metrics = dict(metrics, lam=self.cfg.lam(epoch), lr=self.cfg.learning_rate(min(epoch, self.cfg.epochs - 1)),
@@ -408,8 +414,8 @@ def _fit(self: Trainer, resume: bool = False, log=print) -> list[dict]:
 
 Trainer.fit = _fit
 
-# %% ../nbs/05_train.ipynb #824c1266
+# %% ../nbs/05_train.ipynb #1a3f309a
 def train(pair: DomainPair, cfg: TrainConfig | None = None, out=None, resume: bool = False, model: SRDCNet | None = None,
-          progress: bool = True, log=print) -> list[dict]:
+          progress: bool = True, log=tqdm.write) -> list[dict]:
     "Train `cfg.method` on `pair`, writing records and checkpoints to `out` if given; returns per-epoch metrics."
     return Trainer(pair, cfg or TrainConfig(), model=model, out=out, progress=progress).fit(resume=resume, log=log)

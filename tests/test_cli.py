@@ -45,3 +45,64 @@ def test_help_describes_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--source", "--target", "--data", "--seed", "SDRC_DATA"):
         assert option in text
+
+
+# ---------------------------------------------------------------- train and info
+
+def test_train_then_info(digits_root, tmp_path, capsys, monkeypatch):
+    "A short real run through the command line (digit sets cut to 300 samples to keep it fast), then its table."
+    import sdrc.cli as cli
+    from sdrc.data import DomainPair, TensorDomain
+
+    real_pair = cli.digit_pair
+
+    def small_pair(*args, **kwargs):
+        pair = real_pair(*args, **kwargs)
+        cut = [TensorDomain(d.x[:300], d.y[:300], d.name, d.classes) for d in pair.splits().values()]
+        return DomainPair(*cut, pair.classes)
+    monkeypatch.setattr(cli, "digit_pair", small_pair)
+    out = tmp_path / "run"
+    argv = ["train", "--epochs", "1", "--out", str(out), "--data", str(digits_root), "--record-samples", "20",
+            "--set", "detach_q=true"]
+    assert main(argv) == 0
+    assert "final target accuracy" in capsys.readouterr().out
+    assert (out / "report.html").is_file()  # train writes the report at the end
+    assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0 and (tmp_path / "r.html").stat().st_size > 1e6
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "method=srdc, preset=official" in table and len(table.strip().splitlines()) == 4  # header, columns, 2 epochs
+    assert main(argv) == 2 and "exists and is not empty" in capsys.readouterr().err  # nothing overwritten
+    assert main(argv + ["--resume"]) == 0  # a finished run resumes to the same end
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--source", "usps", "--target", "usps"], "both 'usps'"),
+    (["train", "--epochs", "0"], "--epochs must be positive"),
+    (["train", "--method", "mcd"], "invalid choice: 'mcd'"),
+    (["train", "--target", "svhn"], "invalid choice: 'svhn'"),
+])
+def test_train_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_train_bad_override_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--set", "detach=true", "--out", str(tmp_path / "r"), "--data", str(tmp_path)]) == 2
+    assert "unknown SDRC option(s) detach" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_info_and_report_of_a_missing_run(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "run.json not found" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "run.json not found" in capsys.readouterr().err
+
+
+def test_parse_overrides():
+    from sdrc.cli import parse_overrides
+    assert parse_overrides(["detach_q=true", "beta=0.5", "q_kind=dec"]) == {"detach_q": True, "beta": 0.5, "q_kind": "dec"}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_overrides(["detach_q"])

@@ -1,0 +1,90 @@
+"""Target accuracy of source-only, DANN and SRDC (paper and official presets) on the digit pairs, on the CPU.
+
+Runs every (pair, method, seed) for --epochs epochs, appending each finished run to --results (JSON lines, so
+an interrupted benchmark continues where it stopped), then writes a markdown table: target test accuracy at
+the final epoch and at the best epoch (mean ± std over seeds), the largest share of the target predicted as
+one class at the end, and wall time per run.
+
+    SDRC_DATA=../shared/data python bench/digits.py [--epochs 30] [--seeds 0 1 2] [--out bench/digits.md]
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from sdrc.data import digit_pair
+from sdrc.train import TrainConfig, train
+
+PAIRS = ("mnist:usps", "usps:mnist", "mnist:mnistm")
+METHODS = {"source-only": dict(method="source-only"), "DANN": dict(method="dann"),
+           "SRDC paper": dict(method="srdc", preset="paper"), "SRDC official": dict(method="srdc", preset="official")}
+
+
+def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
+    "Train one run and return its summary."
+    source, target = pair_name.split(":")
+    pair = digit_pair(source, target, channels=3 if "mnistm" in (source, target) else 1)
+    start = time.perf_counter()
+    history = train(pair, TrainConfig(**METHODS[method], epochs=epochs, seed=seed, record_samples=0), progress=False,
+                    log=lambda line: print(f"  {line}", flush=True))
+    best = max(history, key=lambda m: m["acc_f"])
+    return dict(pair=pair_name, method=method, seed=seed, epochs=epochs, final=history[-1]["acc_f"], best=best["acc_f"],
+                best_epoch=best["epoch"], largest_pred=history[-1]["largest_pred"],
+                collapsed_epochs=sum(m["collapsed"] for m in history[1:]), seconds=time.perf_counter() - start)
+
+
+def mean_std(values: list[float]) -> str:
+    "'mean ± std' in percent."
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def table(results: list[dict]) -> str:
+    "The markdown table of all finished runs."
+    lines = ["| pair | method | seeds | final acc % | best acc % | largest class share at the end | minutes per run |",
+             "|---|---|---|---|---|---|---|"]
+    for pair_name in PAIRS:
+        for method in METHODS:
+            rows = [r for r in results if r["pair"] == pair_name and r["method"] == method]
+            if not rows:
+                continue
+            lines.append(f"| {pair_name.replace(':', ' → ')} | {method} | {len(rows)} | "
+                         f"{mean_std([r['final'] for r in rows])} | {mean_std([r['best'] for r in rows])} | "
+                         f"{max(r['largest_pred'] for r in rows):.2f} | {statistics.mean(r['seconds'] for r in rows) / 60:.1f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--results", default="bench/digits_results.jsonl")
+    parser.add_argument("--out", default="bench/digits.md")
+    args = parser.parse_args()
+    results_path = Path(args.results)
+    done = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    for pair_name in args.pairs:
+        for method in args.methods:
+            for seed in args.seeds:
+                if any(r["pair"] == pair_name and r["method"] == method and r["seed"] == seed and r["epochs"] == args.epochs
+                       for r in done):
+                    continue
+                print(f"{pair_name} {method} seed {seed}", flush=True)
+                result = run_one(pair_name, method, seed, args.epochs)
+                done.append(result)
+                with open(results_path, "a") as f:
+                    f.write(json.dumps(result) + "\n")
+    text = (f"Digits benchmark: {args.epochs} epochs, CPU ({torch.get_num_threads()} threads), target test accuracy\n\n"
+            + table([r for r in done if r["epochs"] == args.epochs]) + "\n")
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

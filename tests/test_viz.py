@@ -1,0 +1,97 @@
+"""Tests of sdrc.viz: Procrustes alignment, cached embeddings, the explorer driven as a user would, the HTML report."""
+import numpy as np
+import pytest
+
+from sdrc.data import make_domain_pair
+from sdrc.snapshots import RunRecord
+from sdrc.train import TrainConfig, train
+from sdrc.viz import (ClusterExplorer, embed_run, mean_displacement, procrustes_align, representative_points,
+                      write_report)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("viz") / "run"
+    toy = make_domain_pair(n_per_class=40, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
+    train(toy, TrainConfig(preset="official", epochs=3, batch_size=32, record_samples=100), out=folder,
+          progress=False, log=lambda line: None)
+    return RunRecord.open(folder)
+
+
+def test_procrustes_undoes_rotation_reflection_scale_and_shift():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(40, 2))
+    moved = (ref * np.array([1, -1])) @ np.array([[0.6, -0.8], [0.8, 0.6]]) * 0.2 - 4
+    np.testing.assert_allclose(procrustes_align(moved, ref), ref, atol=1e-9)
+
+
+def test_alignment_reduces_displacement():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(200, 2))
+    flipped = np.stack([base, base @ np.array([[0.0, 1.0], [1.0, 0.0]]) * 5])
+    aligned = np.stack([base, procrustes_align(flipped[1], base)])
+    assert mean_displacement(aligned) < 1e-9 < mean_displacement(flipped)
+
+
+def test_embedding_is_cached_and_extended(run):
+    emb = embed_run(run, space=1, method="pca", progress=False)
+    assert emb.epochs == [0, 1, 2, 3] and emb.coords.shape == (4, 200, 2) and emb.n_target == 100
+    cache = run.folder / "embedding_pca_1.npz"
+    assert cache.is_file()
+    again = embed_run(run, space=1, method="pca", progress=False)
+    np.testing.assert_array_equal(again.coords, emb.coords.astype(np.float32))
+
+
+def test_umap_embedding_small(run):
+    emb = embed_run(run, space=0, method="umap", progress=False)
+    assert emb.coords.shape == (4, 200, 2) and np.isfinite(emb.coords).all()
+
+
+def test_embedding_bad_arguments(run, tmp_path):
+    with pytest.raises(ValueError, match="unknown method 'tsne'"):
+        embed_run(run, method="tsne")
+    with pytest.raises(ValueError, match="no features of space 5"):
+        embed_run(run, space=5, method="pca", progress=False)
+
+
+def test_explorer_follows_the_slider_and_colouring(run):
+    ex = ClusterExplorer(run, space=1, method="pca")
+    emb = ex.embedding
+    assert ex.slider.value == 3  # opens at the last epoch
+    ex.slider.value = 1
+    np.testing.assert_allclose(np.array(ex.scatter.data[0].x), emb.coords[1, :100, 0])
+    assert ex.scatter.layout.title.text.startswith("epoch 1")
+    ex.colour.value = "true class"
+    assert list(ex.scatter.data[0].marker.color) == list(run.arrays(1)["target_y"])
+    ex.colour.value = "correct"
+    arrays = run.arrays(1)
+    assert list(ex.scatter.data[0].marker.color) == list((arrays["target_pred"] == arrays["target_y"]).astype(int))
+    ex.show_source.value = True
+    assert ex.scatter.data[1].visible and len(ex.scatter.data[1].x) == 100
+    ex.show_centres.value = False
+    assert ex.scatter.data[2].visible is False
+    assert ex.metrics.layout.shapes[0].x0 == 1
+
+
+def test_explorer_shows_a_points_distributions(run):
+    ex = ClusterExplorer(run, space=1, method="pca")
+    ex.slider.value = 2
+    ex.select(7)
+    arrays = run.arrays(2)
+    for trace, key in zip(ex.details.data, ("target_p", "target_q", "target_phat_1")):
+        np.testing.assert_allclose(np.array(trace.y), arrays[key][7].astype(float))
+    assert f"target sample #{arrays['target_index'][7]}" in ex.info.value
+
+
+def test_report_is_self_contained(run, tmp_path):
+    path = write_report(run, tmp_path / "report.html")
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("<script") >= 3
+    assert 'src="http' not in text and "plotly.js v" in text  # the library is inlined, no script is fetched
+    assert path.stat().st_size < 15_000_000
+
+
+def test_representative_points():
+    arrays = dict(target_p=np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]], np.float16),
+                  target_pred=np.array([0, 0, 0, 0]), target_y=np.array([0, 1, 0, 0]))
+    assert representative_points(arrays, n=1) == [3, 1]
