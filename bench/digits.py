@@ -80,10 +80,16 @@ def main():
                 done.append(result)
                 with open(results_path, "a") as f:
                     f.write(json.dumps(result) + "\n")
+                write_table(done, args)
+    print(write_table(done, args))
+
+
+def write_table(done: list[dict], args) -> str:
+    "Write (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
     text = (f"Digits benchmark: {args.epochs} epochs, CPU ({torch.get_num_threads()} threads), target test accuracy\n\n"
             + table([r for r in done if r["epochs"] == args.epochs]) + "\n")
     Path(args.out).write_text(text)
-    print(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'run_train',
            'format_run', 'run_report', 'run_info', 'run_demo', 'main', 'entry_point']
 
-# %% ../nbs/07_cli.ipynb #fc122b7c
+# %% ../nbs/07_cli.ipynb #3e880e58
 import argparse
 import sys
 
@@ -19,7 +19,7 @@ from .snapshots import RunRecord
 from .train import ABLATIONS, METHODS, TrainConfig, train
 from .viz import write_report
 
-# %% ../nbs/07_cli.ipynb #87a422cf
+# %% ../nbs/07_cli.ipynb #d1bfbd74
 def _pixels(domain) -> tuple[torch.Tensor, torch.Tensor]:
     "Flattened 16×16 grey pixels in [-1, 1] and labels of a digit domain."
     x, y, _ = domain.batch(torch.arange(len(domain)))
@@ -39,7 +39,7 @@ def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, st
     opt.step(closure)
     return model
 
-# %% ../nbs/07_cli.ipynb #bd2ceb56
+# %% ../nbs/07_cli.ipynb #1e911a95
 def _entropy(p: torch.Tensor) -> float:
     "Mean row entropy in nats."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -63,7 +63,7 @@ def demo(source: str = "mnist", target: str = "usps", root=None, seed: int = 0) 
                           eq1=float(srdc_objective(d, p)) if name.startswith(("P", "Q")) else float("nan"))
     return rows
 
-# %% ../nbs/07_cli.ipynb #ebe50bd1
+# %% ../nbs/07_cli.ipynb #4ba2afdc
 def format_demo(rows: dict, source: str, target: str) -> str:
     "The demo's rows as an aligned text table."
     lines = [f"SRDC's distributions on the {target} test set, from a linear classifier fitted on {source}",
@@ -75,27 +75,32 @@ def format_demo(rows: dict, source: str, target: str) -> str:
                      f"{r['smallest_cluster']:>9.3f}{eq1:>9}")
     return "\n".join(lines)
 
-# %% ../nbs/07_cli.ipynb #72e95863
-def _data_option(parser: argparse.ArgumentParser) -> None:
+# %% ../nbs/07_cli.ipynb #2eaa9a06
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    "--source, --target and --data, shared by the commands that read digits."
+    parser.add_argument("--source", default="mnist", choices=DIGIT_DOMAINS, help="source domain (default: mnist)")
+    parser.add_argument("--target", default="usps", choices=DIGIT_DOMAINS, help="target domain (default: usps)")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="folder holding digits_real.npz, or the file (default: $SDRC_DATA, then ~/.cache/sdrc)")
+
+def _check_pair(args, parser: argparse.ArgumentParser) -> None:
+    "Exit with a usage error when source and target are the same domain."
+    if args.source == args.target:
+        parser.error(f"--source and --target are both {args.source!r}; pick two different domains")
 
 def _add_demo(commands) -> None:
     demo_cmd = commands.add_parser("demo", help="print P, Q and p-hat on real digits (a few seconds on a CPU)",
                                    description="Fit a linear classifier on the source digits and print, for the "
                                                "target test set, P, SRDC's and DEC's Q and the soft assignment p-hat.")
-    demo_cmd.add_argument("--source", default="mnist", choices=DIGIT_DOMAINS, help="source domain (default: mnist)")
-    demo_cmd.add_argument("--target", default="usps", choices=DIGIT_DOMAINS, help="target domain (default: usps)")
-    _data_option(demo_cmd)
+    _data_options(demo_cmd)
     demo_cmd.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
-# %% ../nbs/07_cli.ipynb #60bcfcaa
+# %% ../nbs/07_cli.ipynb #3d725b07
 def _add_train(commands) -> None:
     cmd = commands.add_parser("train", help="train SRDC or a baseline on a digit pair, recording every epoch",
                               description="Train on a digit pair (MNIST, USPS, MNIST-M) and write run.json, one "
                                           "epoch_NNN.npz per epoch and a checkpoint to --out.")
-    cmd.add_argument("--source", default="mnist", choices=DIGIT_DOMAINS, help="source domain (default: mnist)")
-    cmd.add_argument("--target", default="usps", choices=DIGIT_DOMAINS, help="target domain (default: usps)")
+    _data_options(cmd)
     cmd.add_argument("--method", default="srdc", choices=METHODS, help="what to train (default: srdc)")
     cmd.add_argument("--preset", default="official", choices=tuple(PRESETS), help="SRDC preset (default: official)")
     cmd.add_argument("--ablation", default="none", choices=ABLATIONS, help="SRDC ablation of the paper's Table 1 (default: none)")
@@ -109,7 +114,6 @@ def _add_train(commands) -> None:
     cmd.add_argument("--out", default="runs/mnist2usps", metavar="FOLDER", help="run folder (default: runs/mnist2usps)")
     cmd.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     cmd.add_argument("--record-samples", type=int, default=2048, help="target samples recorded per epoch (default: 2048; 0: metrics only)")
-    _data_option(cmd)
 
 def _add_report(commands) -> None:
     cmd = commands.add_parser("report", help="write a self-contained HTML report of a run",
@@ -125,7 +129,7 @@ def _add_info(commands) -> None:
                               description="Print the configuration and a table of per-epoch metrics of a run folder.")
     cmd.add_argument("run", metavar="RUN", help="a run folder written by sdrc train")
 
-# %% ../nbs/07_cli.ipynb #541cbd75
+# %% ../nbs/07_cli.ipynb #5b0e84e9
 def build_parser() -> argparse.ArgumentParser:
     "The `sdrc` argument parser."
     parser = argparse.ArgumentParser(prog="sdrc", description="SRDC: structurally regularised deep clustering for domain adaptation")
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     return parser
 
-# %% ../nbs/07_cli.ipynb #81d18b9a
+# %% ../nbs/07_cli.ipynb #9fcb5ddb
 def parse_overrides(items: list[str]) -> dict:
     "`NAME=VALUE` strings → a dict of SDRCConfig overrides."
     import ast
@@ -152,11 +156,10 @@ def parse_overrides(items: list[str]) -> dict:
             overrides[name] = value
     return overrides
 
-# %% ../nbs/07_cli.ipynb #7a85f8de
+# %% ../nbs/07_cli.ipynb #03c5c220
 def run_train(args, parser: argparse.ArgumentParser) -> int:
     "The `train` command."
-    if args.source == args.target:
-        parser.error(f"--source and --target are both {args.source!r}; pick two different domains")
+    _check_pair(args, parser)
     if args.epochs <= 0:
         parser.error(f"--epochs must be positive, got {args.epochs}")
     try:
@@ -174,7 +177,7 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
         print(f"report: {write_report(args.out)}")
     return 0
 
-# %% ../nbs/07_cli.ipynb #585e68b6
+# %% ../nbs/07_cli.ipynb #c974ff11
 INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"), ("acc_centre_1", "{:>8.4f}"),
                 ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"), ("entropy_q", "{:>7.3f}"),
                 ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
@@ -207,11 +210,10 @@ def run_info(args) -> int:
         return 2
     return 0
 
-# %% ../nbs/07_cli.ipynb #2d07232c
+# %% ../nbs/07_cli.ipynb #337c97d3
 def run_demo(args, parser: argparse.ArgumentParser) -> int:
     "The `demo` command."
-    if args.source == args.target:
-        parser.error(f"--source and --target are both {args.source!r}; pick two different domains")
+    _check_pair(args, parser)
     try:
         rows = demo(args.source, args.target, root=args.data, seed=args.seed)
     except (FileNotFoundError, ValueError) as err:

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'ABLATIONS', 'LAM_SCHEDULES', 'CHECKPOINT', 'TrainConfig', 'extract', 'cluster_spaces', 'epoch_statistics',
-           'GradientReversal', 'domain_discriminator', 'default_model', 'resolve_device', 'Trainer', 'load_checkpoint',
-           'run_metadata', 'summary_line', 'train']
+           'GradientReversal', 'domain_discriminator', 'random_shift', 'default_model', 'resolve_device', 'Trainer',
+           'load_checkpoint', 'run_metadata', 'summary_line', 'train']
 
-# %% ../nbs/05_train.ipynb #c8dbee35
+# %% ../nbs/05_train.ipynb #41b5e91c
 import math
 import platform
 import time
@@ -27,7 +27,7 @@ from .data import DomainPair, TensorDomain, atomic_write, infinite_batches, iter
 from .models import SRDCNet, digit_net, mlp_net, recalibrate_batchnorm
 from .snapshots import RunRecord, RunWriter
 
-# %% ../nbs/05_train.ipynb #559a8e06
+# %% ../nbs/05_train.ipynb #cc8c2129
 METHODS = ("srdc", "source-only", "dann", "oracle")
 ABLATIONS = ("none", "no-source-reg", "no-feature", "no-soft-select")
 LAM_SCHEDULES = ("rampup", "constant")
@@ -48,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     lam_schedule: str | None = None
     warmup_epochs: int = 1
+    shift_augment: int = 2
     kmeans_iters: int = 5
     average_with_source: bool = True
     bn_samples: int = 1024
@@ -66,8 +67,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "kmeans_iters"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
-            raise ValueError(f"`warmup_epochs` must be a non-negative integer, got {self.warmup_epochs!r}")
+        for name in ("warmup_epochs", "shift_augment"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be a non-negative integer, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be positive, got {self.lr}")
         self.loss_config()  # validates preset and overrides
@@ -86,7 +88,7 @@ class TrainConfig:
         "The annealed rate of the paper's code, lr / (1 + 10 e/E)^0.75, stepped per epoch."
         return self.lr / (1 + 10 * epoch / self.epochs) ** 0.75
 
-# %% ../nbs/05_train.ipynb #9d8a2fba
+# %% ../nbs/05_train.ipynb #ad08a8dc
 @torch.no_grad()
 def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDomain, bn_samples: int = 1024,
             batch_size: int = 256, seed: int = 0) -> list[dict]:
@@ -102,7 +104,7 @@ def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDom
                             logits=torch.cat([o.logits for o in outs]).float(), y=domain.y))
     return results
 
-# %% ../nbs/05_train.ipynb #06df1814
+# %% ../nbs/05_train.ipynb #a7533ae0
 def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg: TrainConfig) -> list[tuple[Tensor, Tensor]]:
     "(K-means centroids, labels) of the target in every feature space."
     pred = target["logits"].argmax(1)
@@ -114,7 +116,7 @@ def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg
         results.append(kmeans(zt, init, cfg.kmeans_iters))
     return results
 
-# %% ../nbs/05_train.ipynb #d437ec85
+# %% ../nbs/05_train.ipynb #0a5092ea
 def _entropy(p: Tensor) -> float:
     "Mean row entropy (nats)."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -141,7 +143,7 @@ def epoch_statistics(source: dict, target: dict, test: dict, clusters, cfg: Trai
     metrics["collapsed"] = metrics["largest_pred"] > cfg.collapse_threshold
     return dict(q=q, weights=weights, kmeans_labels=clusters[0][1], p=p), metrics
 
-# %% ../nbs/05_train.ipynb #54196c84
+# %% ../nbs/05_train.ipynb #b719be7e
 class GradientReversal(torch.autograd.Function):
     "Identity forward; multiplies the gradient by -coefficient backward (DANN)."
 
@@ -158,7 +160,20 @@ def domain_discriminator(in_dim: int, hidden: int = 256) -> nn.Module:
     "DANN's domain classifier: two hidden layers, one logit (source = 1)."
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-# %% ../nbs/05_train.ipynb #d1d9774f
+# %% ../nbs/05_train.ipynb #7d3eda41
+def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+    "Shift each image of `x` (N×C×H×W) by a random whole number of pixels in [-max_shift, max_shift], edges repeated."
+    if max_shift == 0 or x.ndim != 4:
+        return x
+    n, _, h, w = x.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator).to(x.device, x.dtype)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * shifts[:, 0] / w, 2 * shifts[:, 1] / h
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+# %% ../nbs/05_train.ipynb #6fda4dac
 def default_model(pair: DomainPair) -> SRDCNet:
     "The digit network for image domains, an MLP for feature vectors."
     x = pair.source_train.x
@@ -170,7 +185,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
-# %% ../nbs/05_train.ipynb #baec6484
+# %% ../nbs/05_train.ipynb #d8d219f7
 class Trainer:
     "Trains one method on a `DomainPair`, observing and recording every epoch."
 
@@ -206,7 +221,7 @@ class Trainer:
             groups.append(dict(params=list(self.discriminator.parameters()), mult=1.0))
         return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
 
-# %% ../nbs/05_train.ipynb #89fc8b2c
+# %% ../nbs/05_train.ipynb #215bc6f5
 def _observe(self: Trainer, epoch: int) -> tuple[dict, dict, dict]:
     "(tensors for the training epoch, metrics, arrays to record) at the start of `epoch`."
     d, cfg, k = self.domains, self.cfg, self.pair.num_classes
@@ -227,7 +242,7 @@ def _reset_centres(self: Trainer, centroids: list[Tensor]) -> None:
 
 Trainer.observe, Trainer.reset_centres = _observe, _reset_centres
 
-# %% ../nbs/05_train.ipynb #76139bcc
+# %% ../nbs/05_train.ipynb #2a0215fa
 def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: dict) -> dict | None:
     "The arrays of one epoch's record, or None when recording is off."
     n = self.cfg.record_samples
@@ -251,7 +266,7 @@ def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: d
 
 Trainer.record_arrays = _record_arrays
 
-# %% ../nbs/05_train.ipynb #508a196d
+# %% ../nbs/05_train.ipynb #3329a009
 def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: float, state: dict):
     "(loss, detached terms) of one batch for this run's method."
     ce = F.cross_entropy(out_s.logits.float(), y_s)
@@ -281,7 +296,7 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
 
 Trainer.batch_loss = _batch_loss
 
-# %% ../nbs/05_train.ipynb #4b3f6fd4
+# %% ../nbs/05_train.ipynb #8169db3e
 def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     "One epoch of training; returns the mean of each loss term."
     cfg, d = self.cfg, self.domains
@@ -290,11 +305,13 @@ def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     streams = [infinite_batches(d[name], cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + k))
                for k, name in enumerate(("source_train", "target_train"))]
     n_iter = iterations_per_epoch(len(d["source_train"]), len(d["target_train"]), cfg.batch_size)
+    shift_rng = torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + 7)
     self.model.train()
     sums: dict[str, Tensor] = {}
     use_amp = cfg.amp and self.device.type == "cuda"
     for it in tqdm(range(n_iter), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
         (xs, ys, idx_s), (xt, yt, idx_t) = next(streams[0]), next(streams[1])
+        xs, xt = random_shift(xs, cfg.shift_augment, shift_rng), random_shift(xt, cfg.shift_augment, shift_rng)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out_s, out_t = self.model(xs), self.model(xt)
             loss, terms = self.batch_loss(out_s, ys, idx_s, out_t, yt, idx_t, epoch + it / n_iter, state)
@@ -315,7 +332,7 @@ def _step(self: Trainer, loss: Tensor) -> None:
 
 Trainer.train_epoch, Trainer.step = _train_epoch, _step
 
-# %% ../nbs/05_train.ipynb #d98d888a
+# %% ../nbs/05_train.ipynb #9bedcc6c
 CHECKPOINT = "checkpoint.pt"
 
 def _checkpoint_state(self: Trainer) -> dict:
@@ -339,7 +356,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise ValueError(f"{path} could not be loaded (truncated, or not a sdrc checkpoint?): {err}") from err
 
-# %% ../nbs/05_train.ipynb #9d584c91
+# %% ../nbs/05_train.ipynb #c2a7b379
 def _resume(self: Trainer) -> None:
     "Load the run folder's checkpoint and records; the configuration must match."
     state = load_checkpoint(self.out / CHECKPOINT)
@@ -357,7 +374,7 @@ def _resume(self: Trainer) -> None:
 
 Trainer._checkpoint_state, Trainer.save_checkpoint, Trainer.resume = _checkpoint_state, _save_checkpoint, _resume
 
-# %% ../nbs/05_train.ipynb #d5b169e6
+# %% ../nbs/05_train.ipynb #a490b03c
 def run_metadata(cfg: TrainConfig, pair: DomainPair) -> dict:
     "What run.json says about a run besides its metrics: configuration, data, versions."
     return dict(config=asdict(cfg), classes=list(pair.classes),
@@ -377,7 +394,7 @@ def _open_run(self: Trainer, resume: bool) -> None:
 
 Trainer.open_run = _open_run
 
-# %% ../nbs/05_train.ipynb #da23ddb2
+# %% ../nbs/05_train.ipynb #b4f3245a
 def summary_line(epoch: int, m: dict) -> str:
     "One line per epoch."
     centres = " ".join(f"centre{j} {m[f'acc_centre_{j}']:.3f}" for j in range(4) if f"acc_centre_{j}" in m)
@@ -414,7 +431,7 @@ def _fit(self: Trainer, resume: bool = False, log=tqdm.write) -> list[dict]:
 
 Trainer.fit = _fit
 
-# %% ../nbs/05_train.ipynb #1a3f309a
+# %% ../nbs/05_train.ipynb #5e4da7d5
 def train(pair: DomainPair, cfg: TrainConfig | None = None, out=None, resume: bool = False, model: SRDCNet | None = None,
           progress: bool = True, log=tqdm.write) -> list[dict]:
     "Train `cfg.method` on `pair`, writing records and checkpoints to `out` if given; returns per-epoch metrics."

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['COLOURINGS', 'procrustes_align', 'pca_2d', 'umap_2d', 'Embedding', 'embed_run', 'mean_displacement',
-           'ClusterExplorer', 'animated_scatter', 'representative_points', 'distributions_figure', 'metrics_figure',
+           'ClusterExplorer', 'metrics_figure', 'animated_scatter', 'representative_points', 'distributions_figure',
            'write_report']
 
-# %% ../nbs/06_viz.ipynb #53b910b0
+# %% ../nbs/06_viz.ipynb #1795f5c2
 import html
 import os
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .data import atomic_write
 from .snapshots import RunRecord, write_arrays
 
-# %% ../nbs/06_viz.ipynb #1b9f694e
+# %% ../nbs/06_viz.ipynb #bcf96200
 def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     "`moving` (N×2) rotated/reflected, scaled and shifted to best match `reference` (N×2) in least squares."
     mu_m, mu_r = moving.mean(0), reference.mean(0)
@@ -31,7 +31,7 @@ def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     norm = (a * a).sum()
     return (a @ rotation) * (scale / norm if norm > 0 else 1.0) + mu_r
 
-# %% ../nbs/06_viz.ipynb #1299c1e0
+# %% ../nbs/06_viz.ipynb #43efc3ed
 def pca_2d(x: np.ndarray) -> np.ndarray:
     "The first two principal components of `x`."
     x = x - x.mean(0)
@@ -46,7 +46,7 @@ def umap_2d(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neig
                    n_epochs=None if init is None else 100, n_jobs=1)
     return reducer.fit_transform(x)
 
-# %% ../nbs/06_viz.ipynb #ae88f83a
+# %% ../nbs/06_viz.ipynb #c880a9ab
 @dataclass
 class Embedding:
     "2-D layouts of one run: `coords[e]` is (n_target + n_source)×2 for epoch `epochs[e]`; the target comes first."
@@ -71,7 +71,7 @@ def _load_cache(path: Path) -> tuple[list[int], list[np.ndarray]]:
     except (OSError, ValueError, KeyError):
         return [], []
 
-# %% ../nbs/06_viz.ipynb #51e610ac
+# %% ../nbs/06_viz.ipynb #4acdaf2e
 def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = "umap", seed: int = 0,
               progress: bool = True) -> Embedding:
     "Aligned 2-D layouts of every recorded epoch of `run` in clustering space `space` (`umap` or `pca`), cached."
@@ -98,13 +98,13 @@ def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = 
     n_target = len(run.arrays(epochs[0])["target_y"])
     return Embedding(done, np.stack(coords), n_target, method, space)
 
-# %% ../nbs/06_viz.ipynb #5e74fcda
+# %% ../nbs/06_viz.ipynb #f33f67b3
 def mean_displacement(coords: np.ndarray) -> float:
     "Mean distance a point moves between consecutive layouts, relative to the layouts' spread."
     spread = np.sqrt(((coords - coords.mean(1, keepdims=True)) ** 2).sum(-1).mean())
     return float(np.linalg.norm(np.diff(coords, axis=0), axis=-1).mean() / spread)
 
-# %% ../nbs/06_viz.ipynb #65d805c5
+# %% ../nbs/06_viz.ipynb #e25b8b32
 COLOURINGS = ("true class", "prediction", "Q argmax", "p-hat argmax", "correct", "confidence", "source weight")
 
 def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
 def _is_discrete(colouring: str) -> bool:
     return colouring not in ("confidence", "source weight")
 
-# %% ../nbs/06_viz.ipynb #09fd74d2
+# %% ../nbs/06_viz.ipynb #21a046c9
 class ClusterExplorer:
     "An ipywidgets + plotly explorer of a run: epoch slider, colourings, centres, source points, per-point P/Q/p̂."
 
@@ -155,7 +155,18 @@ class ClusterExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/06_viz.ipynb #c980ff8a
+# %% ../nbs/06_viz.ipynb #343c84dd
+def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
+    "Per-epoch accuracy (classifier, centres, clusters) and entropies of P and Q."
+    epochs = run.metric("epoch")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("target accuracy", "entropy (nats)"))
+    for name in ("acc_f", f"acc_centre_{space}", "cluster_acc"):
+        fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=1)
+    for name in ("entropy_p", "entropy_q"):
+        fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=2)
+    fig.update_layout(width=900, height=350)
+    return fig
+
 def _scatter_figure(self: ClusterExplorer) -> go.Figure:
     fig = go.Figure([go.Scattergl(mode="markers", name="target", marker=dict(size=5)),
                      go.Scattergl(mode="markers", name="source", marker=dict(size=4, symbol="x", color="grey", opacity=0.5)),
@@ -175,11 +186,7 @@ def _details_figure(self: ClusterExplorer) -> go.Figure:
     return fig
 
 def _metrics_figure(self: ClusterExplorer) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("target accuracy", "entropy (nats)"))
-    for name in ("acc_f", f"acc_centre_{self.space}", "cluster_acc"):
-        fig.add_trace(go.Scatter(x=self.epochs, y=self.run.metric(name), name=name, mode="lines+markers"), row=1, col=1)
-    for name in ("entropy_p", "entropy_q"):
-        fig.add_trace(go.Scatter(x=self.epochs, y=self.run.metric(name), name=name, mode="lines+markers"), row=1, col=2)
+    fig = metrics_figure(self.run, self.space)
     fig.add_vline(x=self.epochs[-1], line_dash="dot")
     fig.update_layout(width=980, height=300, margin=dict(l=10, r=10, t=40, b=10))
     return fig
@@ -187,7 +194,7 @@ def _metrics_figure(self: ClusterExplorer) -> go.Figure:
 ClusterExplorer._scatter_figure, ClusterExplorer._details_figure, ClusterExplorer._metrics_figure = (
     _scatter_figure, _details_figure, _metrics_figure)
 
-# %% ../nbs/06_viz.ipynb #abf6e0a8
+# %% ../nbs/06_viz.ipynb #3c3e517a
 def _centre_positions(xy: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
     "Each cluster's mean position in the layout (NaN for an empty cluster)."
     return np.array([xy[clusters == c].mean(0) if (clusters == c).any() else [np.nan, np.nan] for c in range(k)])
@@ -228,7 +235,7 @@ def _select(self: ClusterExplorer, i: int) -> None:
 
 ClusterExplorer.redraw, ClusterExplorer.select = _redraw, _select
 
-# %% ../nbs/06_viz.ipynb #fea87939
+# %% ../nbs/06_viz.ipynb #0be490df
 def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "prediction", space: int = 1) -> go.Figure:
     "A plotly figure with one frame per epoch and a slider."
     n_t = embedding.n_target
@@ -244,7 +251,7 @@ def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "p
                       updatemenus=[dict(type="buttons", buttons=[dict(label="play", method="animate", args=[None])])])
     return fig
 
-# %% ../nbs/06_viz.ipynb #258b1b50
+# %% ../nbs/06_viz.ipynb #000dcbc9
 def representative_points(arrays: dict, n: int = 2) -> list[int]:
     "Positions of the `n` most and least confident target points and of `n` misclassified ones."
     confidence = arrays["target_p"].astype(np.float32).max(1)
@@ -264,18 +271,7 @@ def distributions_figure(arrays: dict, points: list[int], space: int = 1) -> go.
     fig.update_layout(height=220 * len(points), width=900, showlegend=False)
     return fig
 
-# %% ../nbs/06_viz.ipynb #c3e00e40
-def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
-    "Per-epoch accuracy (classifier, centres, clusters) and entropies of P and Q."
-    epochs = run.metric("epoch")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("target accuracy", "entropy (nats)"))
-    for name in ("acc_f", f"acc_centre_{space}", "cluster_acc"):
-        fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=1)
-    for name in ("entropy_p", "entropy_q"):
-        fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=2)
-    fig.update_layout(width=900, height=350)
-    return fig
-
+# %% ../nbs/06_viz.ipynb #746094fb
 def write_report(run, path=None, space: int = 1, method: str = "pca") -> Path:
     "One self-contained HTML report of `run` (default: report.html in the run folder), written atomically."
     run = run if isinstance(run, RunRecord) else RunRecord.open(run)

@@ -193,3 +193,29 @@ def test_srdc_on_real_digits_smoke(digits_root, tmp_path):
     history = train(small_pair, TrainConfig(preset="official", epochs=2, record_samples=100), out=tmp_path / "m2u", **QUIET)
     assert history[-1]["acc_f"] > history[0]["acc_f"] and history[-1]["acc_f"] > 0.3
     assert RunRecord.open(tmp_path / "m2u").arrays(2)["target_feat_0"].shape == (100, 500)
+
+
+def test_warmup_trains_the_source_alone(toy):
+    history = train(toy, small(preset="paper", warmup_epochs=2), **QUIET)
+    assert set(k for k in history[1] if k.startswith("train_") and k != "train_seconds") == {"train_src_out"}
+    assert set(k for k in history[2] if k.startswith("train_") and k != "train_seconds") == {"train_src_out"}
+    assert "train_tgt_out" in history[3]
+
+
+def test_random_shift_moves_whole_pixels_and_is_seeded():
+    from sdrc.train import random_shift
+    x = torch.arange(2 * 36, dtype=torch.float32).view(2, 1, 6, 6)
+    a = random_shift(x, 2, torch.Generator().manual_seed(0))
+    b = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and set(a.unique().tolist()) <= set(x.unique().tolist())  # no blurred values
+    shifts = torch.randint(-2, 3, (2, 2), generator=torch.Generator().manual_seed(0))
+    for i, (dx, dy) in enumerate(shifts.tolist()):
+        assert torch.equal(a[i, 0, 2:4, 2:4], x[i, 0, 2 + dy:4 + dy, 2 + dx:4 + dx])
+    assert torch.equal(random_shift(x, 0, torch.Generator()), x)
+
+
+def test_bad_warmup_or_shift():
+    with pytest.raises(ValueError, match="`warmup_epochs` must be a non-negative integer"):
+        TrainConfig(warmup_epochs=-1)
+    with pytest.raises(ValueError, match="`shift_augment` must be a non-negative integer"):
+        TrainConfig(shift_augment=1.5)
