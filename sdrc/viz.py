@@ -7,7 +7,7 @@ __all__ = ['COLOURINGS', 'procrustes_align', 'pca_2d', 'umap_2d', 'Embedding', '
            'ClusterExplorer', 'metrics_figure', 'animated_scatter', 'representative_points', 'distributions_figure',
            'write_report']
 
-# %% ../nbs/06_viz.ipynb #e7aa9a2d
+# %% ../nbs/06_viz.ipynb #d241434c
 import html
 import os
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .data import atomic_write
 from .snapshots import RunRecord, write_arrays
 
-# %% ../nbs/06_viz.ipynb #43b7704a
+# %% ../nbs/06_viz.ipynb #76b34ca6
 def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     "`moving` (N×2) rotated/reflected, scaled and shifted to best match `reference` (N×2) in least squares."
     mu_m, mu_r = moving.mean(0), reference.mean(0)
@@ -31,7 +31,7 @@ def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     norm = (a * a).sum()
     return (a @ rotation) * (scale / norm if norm > 0 else 1.0) + mu_r
 
-# %% ../nbs/06_viz.ipynb #c5758259
+# %% ../nbs/06_viz.ipynb #283ae834
 def pca_2d(x: np.ndarray) -> np.ndarray:
     "The first two principal components of `x`."
     x = x - x.mean(0)
@@ -46,7 +46,7 @@ def umap_2d(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neig
                    n_epochs=None if init is None else 100, n_jobs=1)
     return reducer.fit_transform(x)
 
-# %% ../nbs/06_viz.ipynb #d006bfa4
+# %% ../nbs/06_viz.ipynb #f3ac6bef
 @dataclass
 class Embedding:
     "2-D layouts of one run: `coords[e]` is (n_target + n_source)×2 for epoch `epochs[e]`; the target comes first."
@@ -71,7 +71,7 @@ def _load_cache(path: Path) -> tuple[list[int], list[np.ndarray]]:
     except (OSError, ValueError, KeyError):
         return [], []
 
-# %% ../nbs/06_viz.ipynb #8063b295
+# %% ../nbs/06_viz.ipynb #a626682d
 def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = "umap", seed: int = 0,
               progress: bool = True) -> Embedding:
     "Aligned 2-D layouts of every recorded epoch of `run` in clustering space `space` (`umap` or `pca`), cached."
@@ -98,13 +98,13 @@ def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = 
     n_target = len(run.arrays(epochs[0])["target_y"])
     return Embedding(done, np.stack(coords), n_target, method, space)
 
-# %% ../nbs/06_viz.ipynb #9ce04644
+# %% ../nbs/06_viz.ipynb #0ad1d6ad
 def mean_displacement(coords: np.ndarray) -> float:
     "Mean distance a point moves between consecutive layouts, relative to the layouts' spread."
     spread = np.sqrt(((coords - coords.mean(1, keepdims=True)) ** 2).sum(-1).mean())
     return float(np.linalg.norm(np.diff(coords, axis=0), axis=-1).mean() / spread)
 
-# %% ../nbs/06_viz.ipynb #9483209d
+# %% ../nbs/06_viz.ipynb #a1939f8d
 COLOURINGS = ("true class", "prediction", "Q argmax", "p-hat argmax", "correct", "confidence", "source weight")
 
 def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
 def _is_discrete(colouring: str) -> bool:
     return colouring not in ("confidence", "source weight")
 
-# %% ../nbs/06_viz.ipynb #991ec963
+# %% ../nbs/06_viz.ipynb #c2e9db30
 class ClusterExplorer:
     "An ipywidgets + plotly explorer of a run: epoch slider, colourings, centres, source points, per-point P/Q/p̂."
 
@@ -134,7 +134,7 @@ class ClusterExplorer:
     def _build(self):
         import ipywidgets as W
         self.slider = W.IntSlider(min=0, max=len(self.epochs) - 1, value=len(self.epochs) - 1, description="epoch index")
-        self.play = W.Play(min=0, max=len(self.epochs) - 1, interval=600, description="play")
+        self.play = W.Play(min=0, max=len(self.epochs) - 1, value=self.slider.value, interval=600, description="play")
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.colour = W.Dropdown(options=COLOURINGS, value="prediction", description="colour by")
         self.show_source = W.Checkbox(value=False, description="source points")
@@ -155,7 +155,7 @@ class ClusterExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/06_viz.ipynb #6fd0e1fc
+# %% ../nbs/06_viz.ipynb #652ac032
 def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
     "Per-epoch accuracy (classifier, centres, clusters) and entropies of P and Q."
     epochs = run.metric("epoch")
@@ -194,7 +194,7 @@ def _metrics_figure(self: ClusterExplorer) -> go.Figure:
 ClusterExplorer._scatter_figure, ClusterExplorer._details_figure, ClusterExplorer._metrics_figure = (
     _scatter_figure, _details_figure, _metrics_figure)
 
-# %% ../nbs/06_viz.ipynb #f5596186
+# %% ../nbs/06_viz.ipynb #4ac1bb54
 def _centre_positions(xy: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
     "Each cluster's mean position in the layout (NaN for an empty cluster)."
     return np.array([xy[clusters == c].mean(0) if (clusters == c).any() else [np.nan, np.nan] for c in range(k)])
@@ -235,7 +235,7 @@ def _select(self: ClusterExplorer, i: int) -> None:
 
 ClusterExplorer.redraw, ClusterExplorer.select = _redraw, _select
 
-# %% ../nbs/06_viz.ipynb #e033d5b2
+# %% ../nbs/06_viz.ipynb #4af0e5ee
 def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "prediction", space: int = 1) -> go.Figure:
     "A plotly figure with one frame per epoch and a slider."
     n_t = embedding.n_target
@@ -251,7 +251,7 @@ def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "p
                       updatemenus=[dict(type="buttons", buttons=[dict(label="play", method="animate", args=[None])])])
     return fig
 
-# %% ../nbs/06_viz.ipynb #bf5c191d
+# %% ../nbs/06_viz.ipynb #5f3efb26
 def representative_points(arrays: dict, n: int = 2) -> list[int]:
     "Positions of the `n` most and least confident target points and of `n` misclassified ones."
     confidence = arrays["target_p"].astype(np.float32).max(1)
@@ -271,7 +271,7 @@ def distributions_figure(arrays: dict, points: list[int], space: int = 1) -> go.
     fig.update_layout(height=220 * len(points), width=900, showlegend=False)
     return fig
 
-# %% ../nbs/06_viz.ipynb #3cb3e599
+# %% ../nbs/06_viz.ipynb #140d4906
 def write_report(run, path=None, space: int = 1, method: str = "pca") -> Path:
     "One self-contained HTML report of `run` (default: report.html in the run folder), written atomically."
     run = run if isinstance(run, RunRecord) else RunRecord.open(run)
