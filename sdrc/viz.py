@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['COLOURINGS', 'procrustes_align', 'pca_2d', 'umap_2d', 'Embedding', 'embed_run', 'mean_displacement',
-           'ClusterExplorer', 'metrics_figure', 'animated_scatter', 'representative_points', 'distributions_figure',
-           'write_report']
+           'ClusterExplorer', 'metrics_figure', 'image_png', 'animated_scatter', 'representative_points',
+           'distributions_figure', 'write_report']
 
-# %% ../nbs/06_viz.ipynb #d241434c
+# %% ../nbs/06_viz.ipynb #1f1afe6d
 import html
 import os
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .data import atomic_write
 from .snapshots import RunRecord, write_arrays
 
-# %% ../nbs/06_viz.ipynb #76b34ca6
+# %% ../nbs/06_viz.ipynb #1707d701
 def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     "`moving` (N×2) rotated/reflected, scaled and shifted to best match `reference` (N×2) in least squares."
     mu_m, mu_r = moving.mean(0), reference.mean(0)
@@ -31,7 +31,7 @@ def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     norm = (a * a).sum()
     return (a @ rotation) * (scale / norm if norm > 0 else 1.0) + mu_r
 
-# %% ../nbs/06_viz.ipynb #283ae834
+# %% ../nbs/06_viz.ipynb #9185bd4c
 def pca_2d(x: np.ndarray) -> np.ndarray:
     "The first two principal components of `x`."
     x = x - x.mean(0)
@@ -46,7 +46,7 @@ def umap_2d(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neig
                    n_epochs=None if init is None else 100, n_jobs=1)
     return reducer.fit_transform(x)
 
-# %% ../nbs/06_viz.ipynb #f3ac6bef
+# %% ../nbs/06_viz.ipynb #63254472
 @dataclass
 class Embedding:
     "2-D layouts of one run: `coords[e]` is (n_target + n_source)×2 for epoch `epochs[e]`; the target comes first."
@@ -71,7 +71,7 @@ def _load_cache(path: Path) -> tuple[list[int], list[np.ndarray]]:
     except (OSError, ValueError, KeyError):
         return [], []
 
-# %% ../nbs/06_viz.ipynb #a626682d
+# %% ../nbs/06_viz.ipynb #6adf9088
 def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = "umap", seed: int = 0,
               progress: bool = True) -> Embedding:
     "Aligned 2-D layouts of every recorded epoch of `run` in clustering space `space` (`umap` or `pca`), cached."
@@ -98,13 +98,13 @@ def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = 
     n_target = len(run.arrays(epochs[0])["target_y"])
     return Embedding(done, np.stack(coords), n_target, method, space)
 
-# %% ../nbs/06_viz.ipynb #0ad1d6ad
+# %% ../nbs/06_viz.ipynb #398d9793
 def mean_displacement(coords: np.ndarray) -> float:
     "Mean distance a point moves between consecutive layouts, relative to the layouts' spread."
     spread = np.sqrt(((coords - coords.mean(1, keepdims=True)) ** 2).sum(-1).mean())
     return float(np.linalg.norm(np.diff(coords, axis=0), axis=-1).mean() / spread)
 
-# %% ../nbs/06_viz.ipynb #a1939f8d
+# %% ../nbs/06_viz.ipynb #593258ac
 COLOURINGS = ("true class", "prediction", "Q argmax", "p-hat argmax", "correct", "confidence", "source weight")
 
 def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
@@ -118,18 +118,27 @@ def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
 def _is_discrete(colouring: str) -> bool:
     return colouring not in ("confidence", "source weight")
 
-# %% ../nbs/06_viz.ipynb #c2e9db30
+# %% ../nbs/06_viz.ipynb #a1193a1d
 class ClusterExplorer:
     "An ipywidgets + plotly explorer of a run: epoch slider, colourings, centres, source points, per-point P/Q/p̂."
 
-    def __init__(self, run, space: int = 1, method: str = "pca", embedding: Embedding | None = None):
+    def __init__(self, run, space: int = 1, method: str = "pca", embedding: Embedding | None = None, images=None):
         self.run = run if isinstance(run, RunRecord) else RunRecord.open(run)
-        self.space, self.classes = space, self.run.meta.get("classes", [])
-        self.embedding = embedding or embed_run(self.run, space=space, method=method, progress=False)
-        self.epochs = self.embedding.epochs
+        self.space, self.classes, self.images = space, self.run.meta.get("classes", []), images
+        first = self.run.arrays(self.run.epoch_numbers()[0])
+        spaces = sorted(int(k.rsplit("_", 1)[1]) for k in first if k.startswith("target_feat_"))
+        # every layout is computed (or read from the cache) now, so that no callback ever runs an embedding
+        self.embeddings = {j: embedding if embedding is not None and embedding.space == j
+                           else embed_run(self.run, space=j, method=method, progress=False) for j in spaces}
+        self.epochs = self.embeddings[space].epochs
         self.records = [self.run.arrays(e) for e in self.epochs]
-        self.views = [_epoch_views(a, space) for a in self.records]
+        self.views = {j: [_epoch_views(a, j) for a in self.records] for j in spaces}
         self._build()
+
+    @property
+    def embedding(self) -> Embedding:
+        "The layouts of the selected clustering space."
+        return self.embeddings[self.space]
 
     def _build(self):
         import ipywidgets as W
@@ -137,17 +146,20 @@ class ClusterExplorer:
         self.play = W.Play(min=0, max=len(self.epochs) - 1, value=self.slider.value, interval=600, description="play")
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.colour = W.Dropdown(options=COLOURINGS, value="prediction", description="colour by")
+        self.space_choice = W.Dropdown(options=list(self.embeddings), value=self.space, description="space")
         self.show_source = W.Checkbox(value=False, description="source points")
         self.show_centres = W.Checkbox(value=True, description="centres")
         self.scatter = go.FigureWidget(self._scatter_figure())
         self.details = go.FigureWidget(self._details_figure())
         self.metrics = go.FigureWidget(self._metrics_figure())
         self.info = W.HTML()
-        for control in (self.slider, self.colour, self.show_source, self.show_centres):
+        self.picture = W.Image(format="png", width=96, height=96, layout=W.Layout(display="none"))
+        for control in (self.slider, self.colour, self.space_choice, self.show_source, self.show_centres):
             control.observe(lambda change: self.redraw(), names="value")
         self.scatter.data[0].on_click(lambda trace, points, state: points.point_inds and self.select(points.point_inds[0]))
-        self.widget = W.VBox([W.HBox([self.play, self.slider, self.colour, self.show_source, self.show_centres]),
-                              W.HBox([self.scatter, W.VBox([self.info, self.details])]), self.metrics])
+        self.widget = W.VBox([W.HBox([self.play, self.slider, self.colour, self.space_choice]),
+                              W.HBox([self.show_source, self.show_centres]),
+                              W.HBox([self.scatter, W.VBox([W.HBox([self.picture, self.info]), self.details])]), self.metrics])
         self.selected = 0
         self.redraw()
 
@@ -155,16 +167,19 @@ class ClusterExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/06_viz.ipynb #652ac032
+# %% ../nbs/06_viz.ipynb #3adf4bf3
 def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
-    "Per-epoch accuracy (classifier, centres, clusters) and entropies of P and Q."
+    "Per-epoch accuracy (classifier, centres, clusters), entropies of P and Q, and the share of each predicted class."
     epochs = run.metric("epoch")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("target accuracy", "entropy (nats)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("target accuracy", "entropy (nats)", "predicted class shares"))
     for name in ("acc_f", f"acc_centre_{space}", "cluster_acc"):
         fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=1)
     for name in ("entropy_p", "entropy_q"):
         fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=2)
-    fig.update_layout(width=900, height=350)
+    sizes = np.array([s if s is not None else [] for s in run.metric("pred_sizes")], dtype=float)
+    for k in range(sizes.shape[1] if sizes.ndim == 2 else 0):
+        fig.add_trace(go.Scatter(x=epochs, y=sizes[:, k], name=f"class {k}", line=dict(width=1), showlegend=False), row=1, col=3)
+    fig.update_layout(width=1100, height=350)
     return fig
 
 def _scatter_figure(self: ClusterExplorer) -> go.Figure:
@@ -188,21 +203,22 @@ def _details_figure(self: ClusterExplorer) -> go.Figure:
 def _metrics_figure(self: ClusterExplorer) -> go.Figure:
     fig = metrics_figure(self.run, self.space)
     fig.add_vline(x=self.epochs[-1], line_dash="dot")
-    fig.update_layout(width=980, height=300, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_layout(width=1100, height=300, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 ClusterExplorer._scatter_figure, ClusterExplorer._details_figure, ClusterExplorer._metrics_figure = (
     _scatter_figure, _details_figure, _metrics_figure)
 
-# %% ../nbs/06_viz.ipynb #4ac1bb54
+# %% ../nbs/06_viz.ipynb #ba1c42e7
 def _centre_positions(xy: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
     "Each cluster's mean position in the layout (NaN for an empty cluster)."
     return np.array([xy[clusters == c].mean(0) if (clusters == c).any() else [np.nan, np.nan] for c in range(k)])
 
 def _redraw(self: ClusterExplorer) -> None:
     "Show the selected epoch with the selected colouring; only trace data changes."
+    self.space = self.space_choice.value
     e, n_t = self.slider.value, self.embedding.n_target
-    xy, arrays, values = self.embedding.coords[e], self.records[e], self.views[e][self.colour.value]
+    xy, arrays, values = self.embedding.coords[e], self.records[e], self.views[self.space][e][self.colour.value]
     k = arrays["target_p"].shape[1]
     centres = _centre_positions(xy[:n_t], arrays["target_cluster"].astype(int), k)
     discrete = _is_discrete(self.colour.value)
@@ -219,7 +235,7 @@ def _redraw(self: ClusterExplorer) -> None:
         self.scatter.data[2].x, self.scatter.data[2].y = centres[:, 0], centres[:, 1]
         self.scatter.data[2].text = [str(c) for c in range(k)]
         self.scatter.data[2].visible = self.show_centres.value
-        self.scatter.layout.title = f"epoch {self.epochs[e]}: coloured by {self.colour.value}"
+        self.scatter.layout.title = f"epoch {self.epochs[e]}: coloured by {self.colour.value} (space {self.space})"
     self.metrics.layout.shapes[0].update(x0=self.epochs[e], x1=self.epochs[e])
     self.select(self.selected)
 
@@ -232,10 +248,26 @@ def _select(self: ClusterExplorer, i: int) -> None:
             trace.y = arrays[key][i].astype(float)
     self.info.value = (f"<b>target sample #{int(arrays['target_index'][i])}</b>: true class {int(arrays['target_y'][i])}, "
                        f"prediction {int(arrays['target_pred'][i])}, K-means cluster {int(arrays['target_cluster'][i])}")
+    if self.images is not None:
+        self.picture.value = image_png(self.images, int(arrays["target_index"][i]))
+        self.picture.layout.display = None
+
+def image_png(images, index: int) -> bytes:
+    "PNG bytes of image `index` of a `TensorDomain` or uint8 array (N×H×W, N×C×H×W or N×H×W×C)."
+    import io
+    from PIL import Image
+    x = images.x[index] if hasattr(images, "x") else images[index]
+    x = np.asarray(x.cpu() if hasattr(x, "cpu") else x)
+    if x.ndim == 3 and x.shape[0] in (1, 3):
+        x = np.moveaxis(x, 0, -1)
+    x = x.squeeze(-1) if x.ndim == 3 and x.shape[-1] == 1 else x
+    buffer = io.BytesIO()
+    Image.fromarray(x.astype(np.uint8)).resize((96, 96), Image.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 ClusterExplorer.redraw, ClusterExplorer.select = _redraw, _select
 
-# %% ../nbs/06_viz.ipynb #4af0e5ee
+# %% ../nbs/06_viz.ipynb #5454579d
 def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "prediction", space: int = 1) -> go.Figure:
     "A plotly figure with one frame per epoch and a slider."
     n_t = embedding.n_target
@@ -251,7 +283,7 @@ def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "p
                       updatemenus=[dict(type="buttons", buttons=[dict(label="play", method="animate", args=[None])])])
     return fig
 
-# %% ../nbs/06_viz.ipynb #5f3efb26
+# %% ../nbs/06_viz.ipynb #7d9f73d7
 def representative_points(arrays: dict, n: int = 2) -> list[int]:
     "Positions of the `n` most and least confident target points and of `n` misclassified ones."
     confidence = arrays["target_p"].astype(np.float32).max(1)
@@ -271,7 +303,7 @@ def distributions_figure(arrays: dict, points: list[int], space: int = 1) -> go.
     fig.update_layout(height=220 * len(points), width=900, showlegend=False)
     return fig
 
-# %% ../nbs/06_viz.ipynb #140d4906
+# %% ../nbs/06_viz.ipynb #c55eb189
 def write_report(run, path=None, space: int = 1, method: str = "pca") -> Path:
     "One self-contained HTML report of `run` (default: report.html in the run folder), written atomically."
     run = run if isinstance(run, RunRecord) else RunRecord.open(run)

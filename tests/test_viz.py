@@ -73,6 +73,27 @@ def test_explorer_follows_the_slider_and_colouring(run):
     assert ex.metrics.layout.shapes[0].x0 == 1
 
 
+def test_explorer_switches_clustering_space(run):
+    ex = ClusterExplorer(run, space=1, method="pca")
+    ex.slider.value = 2
+    ex.space_choice.value = 0
+    np.testing.assert_allclose(np.array(ex.scatter.data[0].x), ex.embeddings[0].coords[2, :100, 0])
+    assert not np.allclose(ex.embeddings[0].coords[2], ex.embeddings[1].coords[2])
+    ex.colour.value = "p-hat argmax"
+    assert list(ex.scatter.data[0].marker.color) == list(run.arrays(2)["target_phat_0"].argmax(1))
+
+
+def test_explorer_shows_the_image_when_given(run):
+    images = np.arange(120 * 8 * 8, dtype=np.uint8).reshape(120, 8, 8)
+    ex = ClusterExplorer(run, space=1, method="pca", images=images)
+    ex.select(4)
+    from io import BytesIO
+    from PIL import Image
+    shown = np.asarray(Image.open(BytesIO(ex.picture.value)))
+    index = run.arrays(3)["target_index"][4]
+    assert shown.shape == (96, 96) and shown[0, 0] == images[index][0, 0]
+
+
 def test_explorer_shows_a_points_distributions(run):
     ex = ClusterExplorer(run, space=1, method="pca")
     ex.slider.value = 2
