@@ -37,3 +37,13 @@ def digits_root():
             pytest.fail("SDRC_REQUIRE_DATA=1 but the digit bundle was not found (set SDRC_DATA)")
         pytest.skip("the digit bundle is not available (set SDRC_DATA)")
     return root
+
+
+def train_toy_run(folder, n_per_class: int = 40, epochs: int = 3, record_samples: int = 100):
+    "Train SRDC (official preset) on small toy domains, recording every epoch in `folder`; returns the folder."
+    from sdrc.data import make_domain_pair
+    from sdrc.train import TrainConfig, train
+    toy = make_domain_pair(n_per_class=n_per_class, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
+    train(toy, TrainConfig(preset="official", epochs=epochs, batch_size=32, record_samples=record_samples), out=folder,
+          progress=False, log=lambda line: None)
+    return folder

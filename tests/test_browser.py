@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sdrc.data import make_domain_pair
-from sdrc.train import TrainConfig, train
+from conftest import train_toy_run
 from sdrc.viz import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,10 +33,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser") / "run"
-    toy = make_domain_pair(n_per_class=60, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
-    train(toy, TrainConfig(preset="official", epochs=4, batch_size=32, record_samples=150), out=folder,
-          progress=False, log=lambda line: None)
+    folder = train_toy_run(tmp_path_factory.mktemp("browser") / "run", n_per_class=60, epochs=4, record_samples=150)
     return write_report(folder)
 
 

@@ -2,20 +2,15 @@
 import numpy as np
 import pytest
 
-from sdrc.data import make_domain_pair
+from conftest import train_toy_run
 from sdrc.snapshots import RunRecord
-from sdrc.train import TrainConfig, train
 from sdrc.viz import (ClusterExplorer, embed_run, mean_displacement, procrustes_align, representative_points,
                       write_report)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("viz") / "run"
-    toy = make_domain_pair(n_per_class=40, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
-    train(toy, TrainConfig(preset="official", epochs=3, batch_size=32, record_samples=100), out=folder,
-          progress=False, log=lambda line: None)
-    return RunRecord.open(folder)
+    return RunRecord.open(train_toy_run(tmp_path_factory.mktemp("viz") / "run"))
 
 
 def test_procrustes_undoes_rotation_reflection_scale_and_shift():
