@@ -7,11 +7,10 @@ __all__ = ['METHODS', 'ABLATIONS', 'LAM_SCHEDULES', 'CHECKPOINT', 'TrainConfig',
            'GradientReversal', 'domain_discriminator', 'random_shift', 'default_model', 'resolve_device', 'Trainer',
            'load_checkpoint', 'run_metadata', 'summary_line', 'train']
 
-# %% ../nbs/05_train.ipynb #d68171f6
-import math
+# %% ../nbs/05_train.ipynb #3520d514
 import platform
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from .data import DomainPair, TensorDomain, atomic_write, infinite_batches, iter
 from .models import SRDCNet, digit_net, mlp_net, recalibrate_batchnorm
 from .snapshots import RunRecord, RunWriter
 
-# %% ../nbs/05_train.ipynb #1dd56e34
+# %% ../nbs/05_train.ipynb #14302e55
 METHODS = ("srdc", "source-only", "dann", "oracle")
 ABLATIONS = ("none", "no-source-reg", "no-feature", "no-soft-select")
 LAM_SCHEDULES = ("rampup", "constant")
@@ -88,7 +87,7 @@ class TrainConfig:
         "The annealed rate of the paper's code, lr / (1 + 10 e/E)^0.75, stepped per epoch."
         return self.lr / (1 + 10 * epoch / self.epochs) ** 0.75
 
-# %% ../nbs/05_train.ipynb #7c556a8b
+# %% ../nbs/05_train.ipynb #9e514419
 @torch.no_grad()
 def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDomain, bn_samples: int = 1024,
             batch_size: int = 256, seed: int = 0) -> list[dict]:
@@ -104,7 +103,7 @@ def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDom
                             logits=torch.cat([o.logits for o in outs]).float(), y=domain.y))
     return results
 
-# %% ../nbs/05_train.ipynb #be4ce357
+# %% ../nbs/05_train.ipynb #a7cb938c
 def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg: TrainConfig) -> list[tuple[Tensor, Tensor]]:
     "(K-means centroids, labels) of the target in every feature space."
     pred = target["logits"].argmax(1)
@@ -116,7 +115,7 @@ def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg
         results.append(kmeans(zt, init, cfg.kmeans_iters))
     return results
 
-# %% ../nbs/05_train.ipynb #113e0f10
+# %% ../nbs/05_train.ipynb #4acced7b
 def _entropy(p: Tensor) -> float:
     "Mean row entropy (nats)."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -143,7 +142,7 @@ def epoch_statistics(source: dict, target: dict, test: dict, clusters, cfg: Trai
     metrics["collapsed"] = metrics["largest_pred"] > cfg.collapse_threshold
     return dict(q=q, weights=weights, kmeans_labels=clusters[0][1], p=p), metrics
 
-# %% ../nbs/05_train.ipynb #0ac92d44
+# %% ../nbs/05_train.ipynb #ecd95c3d
 class GradientReversal(torch.autograd.Function):
     "Identity forward; multiplies the gradient by -coefficient backward (DANN)."
 
@@ -160,7 +159,7 @@ def domain_discriminator(in_dim: int, hidden: int = 256) -> nn.Module:
     "DANN's domain classifier: two hidden layers, one logit (source = 1)."
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-# %% ../nbs/05_train.ipynb #650f4b22
+# %% ../nbs/05_train.ipynb #0283fa87
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     "Shift each image of `x` (N×C×H×W) by a random whole number of pixels in [-max_shift, max_shift], edges repeated."
     if max_shift == 0 or x.ndim != 4:
@@ -173,7 +172,7 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
 
-# %% ../nbs/05_train.ipynb #d9d3b407
+# %% ../nbs/05_train.ipynb #4a314f56
 def default_model(pair: DomainPair) -> SRDCNet:
     "The digit network for image domains, an MLP for feature vectors."
     x = pair.source_train.x
@@ -185,7 +184,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
-# %% ../nbs/05_train.ipynb #b10e8773
+# %% ../nbs/05_train.ipynb #3d481c24
 class Trainer:
     "Trains one method on a `DomainPair`, observing and recording every epoch."
 
@@ -221,7 +220,7 @@ class Trainer:
             groups.append(dict(params=list(self.discriminator.parameters()), mult=1.0))
         return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
 
-# %% ../nbs/05_train.ipynb #02427e3b
+# %% ../nbs/05_train.ipynb #b460389c
 def _observe(self: Trainer, epoch: int) -> tuple[dict, dict, dict]:
     "(tensors for the training epoch, metrics, arrays to record) at the start of `epoch`."
     d, cfg, k = self.domains, self.cfg, self.pair.num_classes
@@ -242,7 +241,7 @@ def _reset_centres(self: Trainer, centroids: list[Tensor]) -> None:
 
 Trainer.observe, Trainer.reset_centres = _observe, _reset_centres
 
-# %% ../nbs/05_train.ipynb #2b92600f
+# %% ../nbs/05_train.ipynb #99441660
 def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: dict) -> dict | None:
     "The arrays of one epoch's record, or None when recording is off."
     n = self.cfg.record_samples
@@ -266,7 +265,7 @@ def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: d
 
 Trainer.record_arrays = _record_arrays
 
-# %% ../nbs/05_train.ipynb #90e0d529
+# %% ../nbs/05_train.ipynb #74d35ed3
 def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: float, state: dict):
     "(loss, detached terms) of one batch for this run's method."
     ce = F.cross_entropy(out_s.logits.float(), y_s)
@@ -296,7 +295,7 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
 
 Trainer.batch_loss = _batch_loss
 
-# %% ../nbs/05_train.ipynb #b764ecd1
+# %% ../nbs/05_train.ipynb #cbfd274e
 def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     "One epoch of training; returns the mean of each loss term."
     cfg, d = self.cfg, self.domains
@@ -332,7 +331,7 @@ def _step(self: Trainer, loss: Tensor) -> None:
 
 Trainer.train_epoch, Trainer.step = _train_epoch, _step
 
-# %% ../nbs/05_train.ipynb #3790a9ff
+# %% ../nbs/05_train.ipynb #ccd2e9ae
 CHECKPOINT = "checkpoint.pt"
 
 def _checkpoint_state(self: Trainer) -> dict:
@@ -356,7 +355,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise ValueError(f"{path} could not be loaded (truncated, or not a sdrc checkpoint?): {err}") from err
 
-# %% ../nbs/05_train.ipynb #0582da3f
+# %% ../nbs/05_train.ipynb #ae8714a3
 def _resume(self: Trainer) -> None:
     "Load the run folder's checkpoint and records; the configuration must match."
     state = load_checkpoint(self.out / CHECKPOINT)
@@ -374,7 +373,7 @@ def _resume(self: Trainer) -> None:
 
 Trainer._checkpoint_state, Trainer.save_checkpoint, Trainer.resume = _checkpoint_state, _save_checkpoint, _resume
 
-# %% ../nbs/05_train.ipynb #af08bf0a
+# %% ../nbs/05_train.ipynb #2b94d725
 def run_metadata(cfg: TrainConfig, pair: DomainPair) -> dict:
     "What run.json says about a run besides its metrics: configuration, data, versions."
     return dict(config=asdict(cfg), classes=list(pair.classes),
@@ -394,7 +393,7 @@ def _open_run(self: Trainer, resume: bool) -> None:
 
 Trainer.open_run = _open_run
 
-# %% ../nbs/05_train.ipynb #46b6c697
+# %% ../nbs/05_train.ipynb #556abdde
 def summary_line(epoch: int, m: dict) -> str:
     "One line per epoch."
     centres = " ".join(f"centre{j} {m[f'acc_centre_{j}']:.3f}" for j in range(4) if f"acc_centre_{j}" in m)
@@ -431,7 +430,7 @@ def _fit(self: Trainer, resume: bool = False, log=tqdm.write) -> list[dict]:
 
 Trainer.fit = _fit
 
-# %% ../nbs/05_train.ipynb #342b3f7c
+# %% ../nbs/05_train.ipynb #36eabc21
 def train(pair: DomainPair, cfg: TrainConfig | None = None, out=None, resume: bool = False, model: SRDCNet | None = None,
           progress: bool = True, log=tqdm.write) -> list[dict]:
     "Train `cfg.method` on `pair`, writing records and checkpoints to `out` if given; returns per-epoch metrics."
