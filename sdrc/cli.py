@@ -6,7 +6,7 @@
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'run_train',
            'format_run', 'run_report', 'run_info', 'run_demo', 'main', 'entry_point']
 
-# %% ../nbs/07_cli.ipynb #3e880e58
+# %% ../nbs/07_cli.ipynb #e5d46d3b
 import argparse
 import sys
 
@@ -15,11 +15,12 @@ import torch.nn.functional as F
 
 from .core import PRESETS, auxiliary_distribution, soft_assignment, srdc_objective
 from .data import DIGIT_DOMAINS, digit_pair
+from .distributed import close, init_from_env, is_main
 from .snapshots import RunRecord
 from .train import ABLATIONS, METHODS, TrainConfig, train
 from .viz import write_report
 
-# %% ../nbs/07_cli.ipynb #d1bfbd74
+# %% ../nbs/07_cli.ipynb #3bf71637
 def _pixels(domain) -> tuple[torch.Tensor, torch.Tensor]:
     "Flattened 16×16 grey pixels in [-1, 1] and labels of a digit domain."
     x, y, _ = domain.batch(torch.arange(len(domain)))
@@ -39,7 +40,7 @@ def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, st
     opt.step(closure)
     return model
 
-# %% ../nbs/07_cli.ipynb #1e911a95
+# %% ../nbs/07_cli.ipynb #59878c5e
 def _entropy(p: torch.Tensor) -> float:
     "Mean row entropy in nats."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -63,7 +64,7 @@ def demo(source: str = "mnist", target: str = "usps", root=None, seed: int = 0) 
                           eq1=float(srdc_objective(d, p)) if name.startswith(("P", "Q")) else float("nan"))
     return rows
 
-# %% ../nbs/07_cli.ipynb #4ba2afdc
+# %% ../nbs/07_cli.ipynb #1c276507
 def format_demo(rows: dict, source: str, target: str) -> str:
     "The demo's rows as an aligned text table."
     lines = [f"SRDC's distributions on the {target} test set, from a linear classifier fitted on {source}",
@@ -75,7 +76,7 @@ def format_demo(rows: dict, source: str, target: str) -> str:
                      f"{r['smallest_cluster']:>9.3f}{eq1:>9}")
     return "\n".join(lines)
 
-# %% ../nbs/07_cli.ipynb #2eaa9a06
+# %% ../nbs/07_cli.ipynb #b9cc2b78
 def _data_options(parser: argparse.ArgumentParser) -> None:
     "--source, --target and --data, shared by the commands that read digits."
     parser.add_argument("--source", default="mnist", choices=DIGIT_DOMAINS, help="source domain (default: mnist)")
@@ -95,11 +96,13 @@ def _add_demo(commands) -> None:
     _data_options(demo_cmd)
     demo_cmd.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
-# %% ../nbs/07_cli.ipynb #3d725b07
+# %% ../nbs/07_cli.ipynb #342f9b05
 def _add_train(commands) -> None:
     cmd = commands.add_parser("train", help="train SRDC or a baseline on a digit pair, recording every epoch",
                               description="Train on a digit pair (MNIST, USPS, MNIST-M) and write run.json, one "
-                                          "epoch_NNN.npz per epoch and a checkpoint to --out.")
+                                          "epoch_NNN.npz per epoch and a checkpoint to --out. Several processes: "
+                                          "torchrun --standalone --nproc_per_node N $(which sdrc) train ... "
+                                          "(--batch-size is then per process).")
     _data_options(cmd)
     cmd.add_argument("--method", default="srdc", choices=METHODS, help="what to train (default: srdc)")
     cmd.add_argument("--preset", default="official", choices=tuple(PRESETS), help="SRDC preset (default: official)")
@@ -107,13 +110,14 @@ def _add_train(commands) -> None:
     cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                      help="override one SDRCConfig field, e.g. detach_q=true or q_kind=dec (repeatable)")
     cmd.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    cmd.add_argument("--batch-size", type=int, default=64, help="samples per domain per batch (default: 64)")
+    cmd.add_argument("--batch-size", type=int, default=64, help="samples per domain per batch and process (default: 64)")
     cmd.add_argument("--lr", type=float, default=0.01, help="base learning rate (default: 0.01)")
     cmd.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     cmd.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     cmd.add_argument("--out", default="runs/mnist2usps", metavar="FOLDER", help="run folder (default: runs/mnist2usps)")
     cmd.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     cmd.add_argument("--record-samples", type=int, default=2048, help="target samples recorded per epoch (default: 2048; 0: metrics only)")
+    cmd.add_argument("--compile", action="store_true", help="compile the model with torch.compile (worth it on a GPU)")
 
 def _add_report(commands) -> None:
     cmd = commands.add_parser("report", help="write a self-contained HTML report of a run",
@@ -129,7 +133,7 @@ def _add_info(commands) -> None:
                               description="Print the configuration and a table of per-epoch metrics of a run folder.")
     cmd.add_argument("run", metavar="RUN", help="a run folder written by sdrc train")
 
-# %% ../nbs/07_cli.ipynb #5b0e84e9
+# %% ../nbs/07_cli.ipynb #487c21c0
 def build_parser() -> argparse.ArgumentParser:
     "The `sdrc` argument parser."
     parser = argparse.ArgumentParser(prog="sdrc", description="SRDC: structurally regularised deep clustering for domain adaptation")
@@ -140,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     return parser
 
-# %% ../nbs/07_cli.ipynb #9fcb5ddb
+# %% ../nbs/07_cli.ipynb #982f19f1
 def parse_overrides(items: list[str]) -> dict:
     "`NAME=VALUE` strings → a dict of SDRCConfig overrides."
     import ast
@@ -156,28 +160,35 @@ def parse_overrides(items: list[str]) -> dict:
             overrides[name] = value
     return overrides
 
-# %% ../nbs/07_cli.ipynb #03c5c220
+# %% ../nbs/07_cli.ipynb #09cb017b
 def run_train(args, parser: argparse.ArgumentParser) -> int:
     "The `train` command."
     _check_pair(args, parser)
     if args.epochs <= 0:
         parser.error(f"--epochs must be positive, got {args.epochs}")
+    init_from_env(args.device)
+    main = is_main()  # decided before the process group closes
     try:
         cfg = TrainConfig(method=args.method, preset=args.preset, ablation=args.ablation,
                           overrides=parse_overrides(args.overrides), epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, seed=args.seed, device=args.device, record_samples=args.record_samples)
+                          lr=args.lr, seed=args.seed, device=args.device, record_samples=args.record_samples,
+                          compile=args.compile)
         pair = digit_pair(args.source, args.target, root=args.data, channels=3 if "mnistm" in (args.source, args.target) else 1)
         history = train(pair, cfg, out=args.out, resume=args.resume)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
         print(f"sdrc train: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        close()
+    if not main:
+        return 0
     best = max(history, key=lambda m: m["acc_f"])
     print(f"final target accuracy {history[-1]['acc_f']:.4f} (best {best['acc_f']:.4f} at epoch {best['epoch']}); run in {args.out}")
     if args.record_samples > 0:
         print(f"report: {write_report(args.out)}")
     return 0
 
-# %% ../nbs/07_cli.ipynb #c974ff11
+# %% ../nbs/07_cli.ipynb #6f329f59
 INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"), ("acc_centre_1", "{:>8.4f}"),
                 ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"), ("entropy_q", "{:>7.3f}"),
                 ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
@@ -210,7 +221,7 @@ def run_info(args) -> int:
         return 2
     return 0
 
-# %% ../nbs/07_cli.ipynb #337c97d3
+# %% ../nbs/07_cli.ipynb #a5ba7b4e
 def run_demo(args, parser: argparse.ArgumentParser) -> int:
     "The `demo` command."
     _check_pair(args, parser)

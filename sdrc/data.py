@@ -9,7 +9,7 @@ __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 
            'atomic_write', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform', 'ImageList',
            'benchmark_domain', 'make_domain_pair', 'iterations_per_epoch', 'infinite_batches']
 
-# %% ../nbs/01_data.ipynb #a060ab9d
+# %% ../nbs/01_data.ipynb #7ed3c902
 import base64
 import os
 import tempfile
@@ -25,12 +25,12 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-# %% ../nbs/01_data.ipynb #75aba545
+# %% ../nbs/01_data.ipynb #43cdadd7
 def to_float_images(x: Tensor) -> Tensor:
     "uint8 images in [0, 255] → float32 in [-1, 1] (mean ½, std ½ normalisation); float inputs pass through."
     return x.float().mul_(2 / 255).sub_(1) if x.dtype == torch.uint8 else x
 
-# %% ../nbs/01_data.ipynb #f1d7ff97
+# %% ../nbs/01_data.ipynb #f0bdcd81
 @dataclass
 class TensorDomain(Dataset):
     "A domain held in memory: inputs `x` (N×…, uint8 images or float features), labels `y`, a `name` and class names."
@@ -70,7 +70,7 @@ class TensorDomain(Dataset):
         "Number of samples of each class."
         return torch.bincount(self.y.cpu(), minlength=len(self.classes)).tolist()
 
-# %% ../nbs/01_data.ipynb #c81258c2
+# %% ../nbs/01_data.ipynb #d623cdb9
 @dataclass
 class DomainPair:
     "Source and target domains, each split into train and test. Target labels are for evaluation only."
@@ -98,7 +98,7 @@ class DomainPair:
             rows.append(f"| {split} | {getattr(ds, 'name', '?')} | {len(ds)} | " + " | ".join(map(str, counts)) + " |")
         return "\n".join(rows)
 
-# %% ../nbs/01_data.ipynb #1236d611
+# %% ../nbs/01_data.ipynb #9bfa29bb
 DIGIT_DOMAINS = ("mnist", "usps", "mnistm")
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGITS_FILE = "digits_real.npz"
@@ -106,7 +106,7 @@ DEFAULT_DATA_DIR = Path("~/.cache/sdrc")
 TRAIN_SIZES = {"mnist": 4000, "usps": 7291, "mnistm": 1600}
 _BUNDLE_LAYOUT = {"mnist_x": 3, "mnist_y": 1, "usps_x": 3, "usps_y": 1, "mnistm_x": 4, "mnistm_y": 1}
 
-# %% ../nbs/01_data.ipynb #3f93fcf9
+# %% ../nbs/01_data.ipynb #472254fd
 def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
     "The path of `digits_real.npz`: from `root`, else `$SDRC_DATA`, else `~/.cache/sdrc`; a clear error if absent."
     candidates = [root] if root is not None else [os.environ.get("SDRC_DATA"), DEFAULT_DATA_DIR]
@@ -122,7 +122,7 @@ def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
         "Set SDRC_DATA to the folder that holds it, pass root=..., or build it with "
         "`sdrc.data.build_digits_bundle` (needs MNIST, USPS and an MNIST-M folder).")
 
-# %% ../nbs/01_data.ipynb #318cd433
+# %% ../nbs/01_data.ipynb #4059414b
 def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     "Every array of a digit bundle, checked for the expected keys, ranks, dtypes and matching lengths."
     path = Path(path)
@@ -144,7 +144,7 @@ def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
                              "expected equal counts and labels 0-9")
     return arrays
 
-# %% ../nbs/01_data.ipynb #1e1d54d2
+# %% ../nbs/01_data.ipynb #49adc38d
 def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
     "uint8 images N×H×W or N×H×W×C → uint8 tensor N×`channels`×`size`×`size`."
     if channels not in (1, 3):
@@ -162,7 +162,7 @@ def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
         t = t.expand(-1, 3, -1, -1)
     return t.round().clamp(0, 255).to(torch.uint8).contiguous()
 
-# %% ../nbs/01_data.ipynb #f0ba820a
+# %% ../nbs/01_data.ipynb #dbf9fbd4
 def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle: dict | None = None):
     "The train and test `TensorDomain`s of one digit domain (`mnist`, `usps` or `mnistm`)."
     if name not in DIGIT_DOMAINS:
@@ -183,7 +183,7 @@ def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int
     target_train, target_test = digit_domain(target, size=size, channels=channels, bundle=bundle)
     return DomainPair(source_train, source_test, target_train, target_test, DIGIT_CLASSES)
 
-# %% ../nbs/01_data.ipynb #044a26eb
+# %% ../nbs/01_data.ipynb #ae939b16
 def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     "The first `n` images of an image domain side by side, as a PIL image."
     x = domain.x[:n].cpu()
@@ -192,7 +192,7 @@ def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     img = Image.fromarray(row.permute(1, 2, 0).numpy())
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
-# %% ../nbs/01_data.ipynb #81fe6ee0
+# %% ../nbs/01_data.ipynb #d2f42c6f
 _MNISTM_SUBSET = (
     "eNoB9QEK/qTn/gXcbPTpiRKkVyeagZckNBeUWZqNNkIUHCR+FSi+CCzJVY44zW4WTwRAzkFiBYAM85oczJmMq7JasWqMm32NGbya5vy2RiqIFxga1I6/"
     "m3VzyQdikPNMCYJrttjNVr1OW4oXj6l8TPjjIiYfbIUpU9agezXitG4+DwItYushmMEzH0MOul2M03US+LfQ8qYIaGLDlBxzO4MQ3HMuh9LxJrpqBDPr"
@@ -206,7 +206,7 @@ def mnistm_default_index() -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(_MNISTM_SUBSET)), np.uint8))[:4001]
     return np.flatnonzero(bits).astype(np.int64) + 5000
 
-# %% ../nbs/01_data.ipynb #a41867a4
+# %% ../nbs/01_data.ipynb #d5452ef4
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file to `path`; on any error nothing is left behind."
     path = Path(path)
@@ -221,7 +221,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             os.unlink(tmp)
     return path
 
-# %% ../nbs/01_data.ipynb #00b735d3
+# %% ../nbs/01_data.ipynb #b181d858
 def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Images and labels of MNIST-M test images `index` from a folder in the original release's layout."
     labels_file, images_dir = folder / "mnist_m_test_labels.txt", folder / "mnist_m_test"
@@ -241,7 +241,7 @@ def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarra
         labels.append(int(label))
     return np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.uint8)
 
-# %% ../nbs/01_data.ipynb #06195260
+# %% ../nbs/01_data.ipynb #3aa24df8
 def build_digits_bundle(out: str | os.PathLike, root: str | os.PathLike, download: bool = True,
                         mnistm_dir: str | os.PathLike | None = None, mnistm_index: Sequence[int] | None = None) -> Path:
     "Write a digit bundle to `out` (a folder or an .npz path) from torchvision's MNIST and USPS and an MNIST-M folder."
@@ -269,7 +269,7 @@ def build_digits_bundle(out: str | os.PathLike, root: str | os.PathLike, downloa
             np.savez_compressed(f, **arrays)
     return atomic_write(out, write)
 
-# %% ../nbs/01_data.ipynb #4758563e
+# %% ../nbs/01_data.ipynb #9ecc9cb9
 _OFFICE31 = ("back_pack bike bike_helmet bookcase bottle calculator desk_chair desk_lamp desktop_computer file_cabinet "
              "headphones keyboard laptop_computer letter_tray mobile_phone monitor mouse mug paper_notebook pen phone "
              "printer projector punchers ring_binder ruler scissors speaker stapler tape_dispenser trash_can")
@@ -308,7 +308,7 @@ _DOMAINNET = (
     "trombone truck trumpet t-shirt umbrella underwear van vase violin washing_machine watermelon waterslide whale wheel "
     "windmill wine_bottle wine_glass wristwatch yoga zebra zigzag")
 
-# %% ../nbs/01_data.ipynb #6ec64db3
+# %% ../nbs/01_data.ipynb #ddd63877
 @dataclass(frozen=True)
 class Benchmark:
     "A domain-adaptation benchmark: its domains (short name → folder under the dataset root) and class names."
@@ -325,7 +325,7 @@ BENCHMARKS = {b.name: b for b in [
               tuple(_DOMAINNET.split())),
 ]}
 
-# %% ../nbs/01_data.ipynb #35907a0e
+# %% ../nbs/01_data.ipynb #07269dd3
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def train_transform(resize: int = 256, crop: int = 224):
@@ -339,7 +339,7 @@ def test_transform(resize: int = 256, crop: int = 224):
     from torchvision import transforms as T
     return T.Compose([T.Resize((resize, resize)), T.CenterCrop(crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
-# %% ../nbs/01_data.ipynb #c7b9df9f
+# %% ../nbs/01_data.ipynb #1079f652
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 def _read_list_file(root: Path, list_file: Path, num_classes: int) -> list[tuple[Path, int]]:
@@ -372,7 +372,7 @@ def _read_class_folders(root: Path, classes: Sequence[str]) -> list[tuple[Path, 
     return [(path, label[folder]) for folder in folders for path in sorted((root / folder).rglob("*"))
             if path.suffix.lower() in _IMAGE_SUFFIXES]
 
-# %% ../nbs/01_data.ipynb #1b082fe8
+# %% ../nbs/01_data.ipynb #09814c69
 class ImageList(Dataset):
     "Images on disk from a list file (`relative/path label` lines) or a class-per-folder tree; items `(x, y, index)`."
 
@@ -403,7 +403,7 @@ class ImageList(Dataset):
     def class_counts(self) -> list[int]:
         return torch.bincount(self.y, minlength=len(self.classes)).tolist()
 
-# %% ../nbs/01_data.ipynb #354b54e1
+# %% ../nbs/01_data.ipynb #c41cdcc1
 def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: bool = True) -> ImageList:
     "One domain of a known benchmark, e.g. `benchmark_domain('office31', 'A', '~/data/office31')`."
     if benchmark not in BENCHMARKS:
@@ -417,7 +417,7 @@ def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: b
         return ImageList(root, bench.classes, list_file, transform, name=f"{benchmark}/{domain}")
     return ImageList(root / bench.domains[domain], bench.classes, None, transform, name=f"{benchmark}/{domain}")
 
-# %% ../nbs/01_data.ipynb #7ef6b151
+# %% ../nbs/01_data.ipynb #31328dd8
 TOY_SHIFTS = {"rotate": 30.0, "translate": 1.5, "scale": 1.5}
 
 def _shift_points(x: Tensor, shift: str, amount: float) -> Tensor:
@@ -437,7 +437,7 @@ def _class_means(num_classes: int, dim: int, radius: float, g: torch.Generator) 
         return radius * torch.stack([angles.cos(), angles.sin()], 1)
     return radius * F.normalize(torch.randn(num_classes, dim, generator=g), dim=1)
 
-# %% ../nbs/01_data.ipynb #998209a5
+# %% ../nbs/01_data.ipynb #1ae4e9d7
 def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2, shift: str = "rotate",
                      amount: float | None = None, imbalance: float | None = None, spread: float = 0.5,
                      radius: float = 3.0, seed: int = 0) -> DomainPair:
@@ -463,23 +463,28 @@ def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2,
     return DomainPair(draw("source/train", [1.0] * num_classes), draw("source/test", [1.0] * num_classes),
                       draw("target/train", keep), draw("target/test", keep), classes)
 
-# %% ../nbs/01_data.ipynb #85bc7f38
+# %% ../nbs/01_data.ipynb #91531bb9
 def iterations_per_epoch(n_source: int, n_target: int, batch_size: int) -> int:
     "Iterations in one epoch: enough batches to see every sample of the larger domain once."
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be positive, got {batch_size}")
     return max(-(-n_source // batch_size), -(-n_target // batch_size))
 
+def _index_batches(n: int, batch_size: int, shuffle: bool, generator, rank: int, world: int) -> list[Tensor]:
+    "This process's index batches in one pass over `n` samples: batches rank, rank + world, … of the pass's order."
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return [order[start:start + batch_size] for start in range(rank * batch_size, n, batch_size * world)]
+
 def infinite_batches(dataset: Dataset, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None,
-                     **loader_kwargs) -> Iterator:
-    "`(x, y, index)` batches forever, reshuffled at each pass over `dataset`."
+                     rank: int = 0, world: int = 1, **loader_kwargs) -> Iterator:
+    "`(x, y, index)` batches forever, reshuffled at each pass; with `world` > 1 processes, process `rank`'s share."
     if len(dataset) == 0:
         raise ValueError(f"cannot draw batches from an empty dataset ({getattr(dataset, 'name', dataset)!r})")
-    if not isinstance(dataset, TensorDomain):
-        loader = DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator, **loader_kwargs)
-        while True:
-            yield from loader
+    if -(-len(dataset) // batch_size) < world:
+        raise ValueError(f"{len(dataset)} samples make fewer batches of {batch_size} than there are processes ({world})")
     while True:
-        order = torch.randperm(len(dataset), generator=generator) if shuffle else torch.arange(len(dataset))
-        for start in range(0, len(order), batch_size):
-            yield dataset.batch(order[start:start + batch_size])
+        batches = _index_batches(len(dataset), batch_size, shuffle, generator, rank, world)
+        if isinstance(dataset, TensorDomain):
+            yield from (dataset.batch(index) for index in batches)
+        else:
+            yield from DataLoader(dataset, batch_sampler=[index.tolist() for index in batches], **loader_kwargs)

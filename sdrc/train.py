@@ -7,26 +7,28 @@ __all__ = ['METHODS', 'ABLATIONS', 'LAM_SCHEDULES', 'CHECKPOINT', 'TrainConfig',
            'GradientReversal', 'domain_discriminator', 'random_shift', 'default_model', 'resolve_device', 'Trainer',
            'load_checkpoint', 'run_metadata', 'summary_line', 'train']
 
-# %% ../nbs/05_train.ipynb #3520d514
+# %% ../nbs/05_train.ipynb #ea7223d3
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 import sdrc
 from .cluster import accuracy, class_means, cluster_accuracy, cluster_sizes, initial_centroids, kmeans, nmi
 from .core import SDRCLoss, auxiliary_distribution, make_config, rampup, soft_assignment, source_weights
 from .data import DomainPair, TensorDomain, atomic_write, infinite_batches, iterations_per_epoch
+from .distributed import all_mean, average_gradients, barrier, gather_rows, is_main, rank, shard, world_size
 from .models import SRDCNet, digit_net, mlp_net, recalibrate_batchnorm
 from .snapshots import RunRecord, RunWriter
 
-# %% ../nbs/05_train.ipynb #14302e55
+# %% ../nbs/05_train.ipynb #cfc713fa
 METHODS = ("srdc", "source-only", "dann", "oracle")
 ABLATIONS = ("none", "no-source-reg", "no-feature", "no-soft-select")
 LAM_SCHEDULES = ("rampup", "constant")
@@ -56,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    compile: bool = False
 
     def __post_init__(self):
         for name, allowed in (("method", METHODS), ("ablation", ABLATIONS)):
@@ -87,7 +90,7 @@ class TrainConfig:
         "The annealed rate of the paper's code, lr / (1 + 10 e/E)^0.75, stepped per epoch."
         return self.lr / (1 + 10 * epoch / self.epochs) ** 0.75
 
-# %% ../nbs/05_train.ipynb #9e514419
+# %% ../nbs/05_train.ipynb #83e9ddda
 @torch.no_grad()
 def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDomain, bn_samples: int = 1024,
             batch_size: int = 256, seed: int = 0) -> list[dict]:
@@ -98,12 +101,21 @@ def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDom
     model.eval()
     results = []
     for domain in domains:
-        outs = [model(domain.batch(i)[0]) for i in torch.arange(len(domain)).split(batch_size)]
-        results.append(dict(feats=[torch.cat([o.feats[j] for o in outs]).float() for j in range(len(outs[0].feats))],
-                            logits=torch.cat([o.logits for o in outs]).float(), y=domain.y))
+        mine = shard(len(domain))
+        columns = _outputs(model, domain, torch.arange(mine.start, mine.stop), batch_size)
+        *feats, logits = [gather_rows(c, len(domain)) for c in columns]
+        results.append(dict(feats=feats, logits=logits, y=domain.y))
     return results
 
-# %% ../nbs/05_train.ipynb #a7cb938c
+def _outputs(model: SRDCNet, domain: TensorDomain, index: Tensor, batch_size: int) -> list[Tensor]:
+    "[features of each space…, logits] of `domain[index]`, in float32."
+    outs = [model(domain.batch(i)[0]) for i in index.split(batch_size)]
+    if not outs:  # an empty shard: a process with nothing to extract still takes part in the gathering
+        device = next(model.parameters()).device
+        return [torch.empty(0, d, device=device) for d in (*model.feature_dims, model.num_classes)]
+    return [torch.cat(parts).float() for parts in zip(*[[*o.feats, o.logits] for o in outs])]
+
+# %% ../nbs/05_train.ipynb #ba2e0222
 def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg: TrainConfig) -> list[tuple[Tensor, Tensor]]:
     "(K-means centroids, labels) of the target in every feature space."
     pred = target["logits"].argmax(1)
@@ -115,7 +127,7 @@ def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg
         results.append(kmeans(zt, init, cfg.kmeans_iters))
     return results
 
-# %% ../nbs/05_train.ipynb #4acced7b
+# %% ../nbs/05_train.ipynb #d659acc5
 def _entropy(p: Tensor) -> float:
     "Mean row entropy (nats)."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -142,7 +154,7 @@ def epoch_statistics(source: dict, target: dict, test: dict, clusters, cfg: Trai
     metrics["collapsed"] = metrics["largest_pred"] > cfg.collapse_threshold
     return dict(q=q, weights=weights, kmeans_labels=clusters[0][1], p=p), metrics
 
-# %% ../nbs/05_train.ipynb #ecd95c3d
+# %% ../nbs/05_train.ipynb #1a15dcbf
 class GradientReversal(torch.autograd.Function):
     "Identity forward; multiplies the gradient by -coefficient backward (DANN)."
 
@@ -159,7 +171,7 @@ def domain_discriminator(in_dim: int, hidden: int = 256) -> nn.Module:
     "DANN's domain classifier: two hidden layers, one logit (source = 1)."
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-# %% ../nbs/05_train.ipynb #0283fa87
+# %% ../nbs/05_train.ipynb #19ba279d
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     "Shift each image of `x` (N×C×H×W) by a random whole number of pixels in [-max_shift, max_shift], edges repeated."
     if max_shift == 0 or x.ndim != 4:
@@ -172,24 +184,26 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
 
-# %% ../nbs/05_train.ipynb #4a314f56
+# %% ../nbs/05_train.ipynb #73bd731e
 def default_model(pair: DomainPair) -> SRDCNet:
     "The digit network for image domains, an MLP for feature vectors."
     x = pair.source_train.x
     return digit_net(pair.num_classes, in_channels=x.shape[1]) if x.ndim == 4 else mlp_net(x.shape[1], pair.num_classes)
 
 def resolve_device(device: str) -> torch.device:
-    "`auto` → CUDA when available, else CPU."
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    "`auto` → the current CUDA device when there is one, else the CPU."
+    if device == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if device in ("auto", "cuda"):  # the current CUDA device: this process's own GPU under torchrun
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(device)
 
-# %% ../nbs/05_train.ipynb #3d481c24
+# %% ../nbs/05_train.ipynb #3412ae9b
 class Trainer:
     "Trains one method on a `DomainPair`, observing and recording every epoch."
 
     def __init__(self, pair: DomainPair, cfg: TrainConfig, model: SRDCNet | None = None, out=None, progress: bool = True):
-        self.pair, self.cfg, self.progress = pair, cfg, progress
+        self.pair, self.cfg, self.progress = pair, cfg, progress and is_main()
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = (model or default_model(pair)).to(self.device)
@@ -203,12 +217,24 @@ class Trainer:
         spaces = dims if cfg.ablation != "no-feature" else ()
         self.centres = nn.ParameterList([nn.Parameter(torch.zeros(pair.num_classes, d, device=self.device)) for d in spaces])
         self.discriminator = domain_discriminator(dims[-1]).to(self.device) if cfg.method == "dann" else None
-        self.loss_fn = SDRCLoss(pair.num_classes, cfg.preset, **asdict(cfg.loss_config()))
+        self.train_model = self._training_model()
+        loss_cfg = cfg.loss_config()
+        if self.device.type == "cuda":  # a NaN check per step would make the host wait for the GPU at every step
+            loss_cfg = replace(loss_cfg, check_inputs=False)
+        self.loss_fn = SDRCLoss(pair.num_classes, cfg.preset, **asdict(loss_cfg))
         self.optimizer = self._optimizer()
         self.out = Path(out) if out is not None else None
         self.writer = None
         self.next_epoch = 0
+        self.history: list[dict] = []  # metrics of the epochs observed before this session (a resumed run)
         self.train_stats: dict = {}  # the last training epoch's loss terms, reported with the next observation
+
+    def _training_model(self) -> nn.Module:
+        "The model as the training steps call it: wrapped for DistributedDataParallel and compiled when asked."
+        model = self.model
+        if world_size() > 1:
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        return torch.compile(model) if self.cfg.compile else model
 
     def _optimizer(self) -> torch.optim.Optimizer:
         "SGD with the released code's parameter groups (each remembers its lr multiplier)."
@@ -220,7 +246,7 @@ class Trainer:
             groups.append(dict(params=list(self.discriminator.parameters()), mult=1.0))
         return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
 
-# %% ../nbs/05_train.ipynb #b460389c
+# %% ../nbs/05_train.ipynb #aa5c8a8c
 def _observe(self: Trainer, epoch: int) -> tuple[dict, dict, dict]:
     "(tensors for the training epoch, metrics, arrays to record) at the start of `epoch`."
     d, cfg, k = self.domains, self.cfg, self.pair.num_classes
@@ -241,11 +267,11 @@ def _reset_centres(self: Trainer, centroids: list[Tensor]) -> None:
 
 Trainer.observe, Trainer.reset_centres = _observe, _reset_centres
 
-# %% ../nbs/05_train.ipynb #99441660
+# %% ../nbs/05_train.ipynb #bebe957c
 def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: dict) -> dict | None:
     "The arrays of one epoch's record, or None when recording is off."
     n = self.cfg.record_samples
-    if n <= 0:
+    if n <= 0 or not is_main():
         return None
     g = torch.Generator().manual_seed(self.cfg.seed + 1)
     ti = torch.randperm(len(target["y"]), generator=g)[:n].sort().values.to(self.device)
@@ -265,7 +291,7 @@ def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: d
 
 Trainer.record_arrays = _record_arrays
 
-# %% ../nbs/05_train.ipynb #74d35ed3
+# %% ../nbs/05_train.ipynb #13032260
 def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: float, state: dict):
     "(loss, detached terms) of one batch for this run's method."
     ce = F.cross_entropy(out_s.logits.float(), y_s)
@@ -279,7 +305,7 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
         coefficient = rampup(progress, self.cfg.epochs)
         feats = torch.cat([out_s.feats[-1], out_t.feats[-1]])
         logits = self.discriminator(GradientReversal.apply(feats.float(), coefficient)).squeeze(1)
-        labels = torch.cat([torch.ones(len(y_s)), torch.zeros(len(idx_t))]).to(logits.device)
+        labels = torch.cat([logits.new_ones(len(y_s)), logits.new_zeros(len(idx_t))])
         domain = F.binary_cross_entropy_with_logits(logits, labels)
         return ce + domain, {"src_out": ce.detach(), "domain": domain.detach()}
     if int(progress) < self.cfg.warmup_epochs:  # SRDC's warm-up: the source classifier alone
@@ -295,16 +321,16 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
 
 Trainer.batch_loss = _batch_loss
 
-# %% ../nbs/05_train.ipynb #cbfd274e
+# %% ../nbs/05_train.ipynb #bc4a9b84
 def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     "One epoch of training; returns the mean of each loss term."
     cfg, d = self.cfg, self.domains
     for group in self.optimizer.param_groups:
         group["lr"] = cfg.learning_rate(epoch) * group["mult"]
-    streams = [infinite_batches(d[name], cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + k))
-               for k, name in enumerate(("source_train", "target_train"))]
-    n_iter = iterations_per_epoch(len(d["source_train"]), len(d["target_train"]), cfg.batch_size)
-    shift_rng = torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + 7)
+    streams = [infinite_batches(d[name], cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + k),
+                                rank=rank(), world=world_size()) for k, name in enumerate(("source_train", "target_train"))]
+    n_iter = -(-iterations_per_epoch(len(d["source_train"]), len(d["target_train"]), cfg.batch_size) // world_size())
+    shift_rng = torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + 7 + 1_000_003 * rank())
     self.model.train()
     sums: dict[str, Tensor] = {}
     use_amp = cfg.amp and self.device.type == "cuda"
@@ -312,12 +338,12 @@ def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
         (xs, ys, idx_s), (xt, yt, idx_t) = next(streams[0]), next(streams[1])
         xs, xt = random_shift(xs, cfg.shift_augment, shift_rng), random_shift(xt, cfg.shift_augment, shift_rng)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out_s, out_t = self.model(xs), self.model(xt)
+            out_s, out_t = self.train_model(xs), self.train_model(xt)
             loss, terms = self.batch_loss(out_s, ys, idx_s, out_t, yt, idx_t, epoch + it / n_iter, state)
         self.step(loss)
         for name, value in terms.items():
             sums[name] = sums.get(name, 0) + value.float()
-    return {f"train_{name}": float(value) / n_iter for name, value in sums.items()}
+    return {f"train_{name}": float(all_mean(value)) / n_iter for name, value in sums.items()}
 
 def _step(self: Trainer, loss: Tensor) -> None:
     "Backward and SGD step; centre gradients are kept when they accumulate (the released code)."
@@ -326,12 +352,13 @@ def _step(self: Trainer, loss: Tensor) -> None:
         self.discriminator.zero_grad(set_to_none=True)
     if not self.loss_fn.config.accumulate_centre_grad:
         self.centres.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # DistributedDataParallel averages the model's gradients over processes here; the rest follow
+    average_gradients([*self.centres, *(self.discriminator.parameters() if self.discriminator is not None else [])])
     self.optimizer.step()
 
 Trainer.train_epoch, Trainer.step = _train_epoch, _step
 
-# %% ../nbs/05_train.ipynb #ccd2e9ae
+# %% ../nbs/05_train.ipynb #783a4da3
 CHECKPOINT = "checkpoint.pt"
 
 def _checkpoint_state(self: Trainer) -> dict:
@@ -355,7 +382,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise ValueError(f"{path} could not be loaded (truncated, or not a sdrc checkpoint?): {err}") from err
 
-# %% ../nbs/05_train.ipynb #ae8714a3
+# %% ../nbs/05_train.ipynb #b449f372
 def _resume(self: Trainer) -> None:
     "Load the run folder's checkpoint and records; the configuration must match."
     state = load_checkpoint(self.out / CHECKPOINT)
@@ -369,11 +396,12 @@ def _resume(self: Trainer) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
     self.next_epoch, self.train_stats = int(state["next_epoch"]), dict(state["train_stats"])
     run = RunRecord.open(self.out)
-    self.writer = RunWriter(self.out, run.meta, [m for m in run.epochs if m["epoch"] < self.next_epoch])
+    self.history = [m for m in run.epochs if m["epoch"] < self.next_epoch]
+    self.writer = RunWriter(self.out, run.meta, self.history) if is_main() else None
 
 Trainer._checkpoint_state, Trainer.save_checkpoint, Trainer.resume = _checkpoint_state, _save_checkpoint, _resume
 
-# %% ../nbs/05_train.ipynb #2b94d725
+# %% ../nbs/05_train.ipynb #00f1c6fa
 def run_metadata(cfg: TrainConfig, pair: DomainPair) -> dict:
     "What run.json says about a run besides its metrics: configuration, data, versions."
     return dict(config=asdict(cfg), classes=list(pair.classes),
@@ -389,11 +417,13 @@ def _open_run(self: Trainer, resume: bool) -> None:
         return self.resume()
     if self.out.exists() and any(self.out.iterdir()):
         raise FileExistsError(f"{self.out} exists and is not empty; choose another folder or resume it")
-    self.writer = RunWriter(self.out, run_metadata(self.cfg, self.pair)).start()
+    barrier()  # every process has checked the folder before rank 0 writes to it
+    if is_main():
+        self.writer = RunWriter(self.out, run_metadata(self.cfg, self.pair)).start()
 
 Trainer.open_run = _open_run
 
-# %% ../nbs/05_train.ipynb #556abdde
+# %% ../nbs/05_train.ipynb #97801e59
 def summary_line(epoch: int, m: dict) -> str:
     "One line per epoch."
     centres = " ".join(f"centre{j} {m[f'acc_centre_{j}']:.3f}" for j in range(4) if f"acc_centre_{j}" in m)
@@ -408,7 +438,7 @@ def summary_line(epoch: int, m: dict) -> str:
 def _fit(self: Trainer, resume: bool = False, log=tqdm.write) -> list[dict]:
     "Train for `cfg.epochs` epochs (continuing a stopped run with `resume=True`); returns the per-epoch metrics."
     self.open_run(resume)
-    history = list(self.writer.epochs) if self.writer else []
+    history = list(self.history)
     epochs = range(self.next_epoch, self.cfg.epochs + 1)
     for epoch in tqdm(epochs, desc="epochs", disable=not self.progress, initial=self.next_epoch, total=self.cfg.epochs + 1):
         start = time.perf_counter()
@@ -418,19 +448,20 @@ def _fit(self: Trainer, resume: bool = False, log=tqdm.write) -> list[dict]:
         if self.writer:
             self.writer.add_epoch(epoch, metrics, arrays)
         history.append(dict(epoch=epoch, **metrics))
-        log(summary_line(epoch, metrics))
+        if is_main():
+            log(summary_line(epoch, metrics))
         if epoch == self.cfg.epochs:
             break
         start = time.perf_counter()
         self.train_stats = dict(self.train_epoch(epoch, state), train_seconds=time.perf_counter() - start)
         self.next_epoch = epoch + 1
-        if self.out is not None:
+        if self.out is not None and is_main():
             self.save_checkpoint()
     return history
 
 Trainer.fit = _fit
 
-# %% ../nbs/05_train.ipynb #36eabc21
+# %% ../nbs/05_train.ipynb #283dbd1d
 def train(pair: DomainPair, cfg: TrainConfig | None = None, out=None, resume: bool = False, model: SRDCNet | None = None,
           progress: bool = True, log=tqdm.write) -> list[dict]:
     "Train `cfg.method` on `pair`, writing records and checkpoints to `out` if given; returns per-epoch metrics."

@@ -5,6 +5,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, strategies as st
 from PIL import Image
 
 from sdrc import data as D
@@ -319,3 +320,20 @@ def test_domain_pair_summary_and_classes():
     pair = make_domain_pair(5, 2)
     assert isinstance(pair, DomainPair) and pair.num_classes == 2
     assert "| source_train | source/train | 10 | 5 | 5 |" in pair.summary()
+
+
+@given(n=st.integers(1, 200), batch=st.integers(1, 32), world=st.integers(1, 4))
+def test_processes_split_each_pass_without_overlap(n, batch, world):
+    "With a shared seed, the processes' first batches are disjoint and together are the first batches of one process."
+    assume(-(-n // batch) >= world)
+    domain = TensorDomain(torch.arange(n).float().view(n, 1), torch.zeros(n), "d", ("a",))
+    draw = lambda **share: infinite_batches(domain, batch, generator=torch.Generator().manual_seed(1), **share)  # noqa: E731
+    one = draw()
+    expected = torch.cat([next(one)[2] for _ in range(world)])
+    assert torch.equal(torch.cat([next(draw(rank=r, world=world))[2] for r in range(world)]), expected)
+
+
+def test_more_processes_than_batches_is_refused():
+    domain = TensorDomain(torch.zeros(10, 1), torch.zeros(10), "d", ("a",))
+    with pytest.raises(ValueError, match="fewer batches of 8 than there are processes"):
+        next(infinite_batches(domain, 8, world=3))
