@@ -1,0 +1,164 @@
+"""SRDC training speed on one GPU: the released code's step against sdrc's, the per-epoch overhead, K-means, a digit run.
+
+Random images and random weights (no downloads). What it measures, in order:
+  (a) a training step in the released code's style: fp32, ResNet-50 + 2048→512 bottleneck, 64 source + 64 target
+      images at 224², separate forward passes, SRDC losses with broadcast distances, SGD;
+  (b) sdrc's training epoch on the same model and batch (bf16 autocast, channels-last, no host synchronisation per
+      step, optionally torch.compile) on an Office-31-sized pair (2,817 source, 795 target images: Amazon→Webcam);
+  (c) the observation that starts each epoch (feature extraction of every image, K-means in both spaces,
+      dataset-level Q, source weights), as images/s and as a share of the training epoch;
+  (d) 5 K-means iterations on 100,000×2048 with K=65 and on 200,000×2048 with K=345;
+  (e) a full MNIST→USPS SRDC run of 30 epochs (needs the digit bundle: --data or $SDRC_DATA; skipped without it).
+Prints a table with the targets beside the measurements, and writes them as JSON to --out.
+
+    python bench/gpu_step.py [--out gpu_step.json] [--compile] [--data PATH]
+    python bench/gpu_step.py --smoke     # tiny sizes on the CPU: checks the script itself, measures nothing useful
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from loss_overhead import released_code_style  # noqa: E402
+
+from sdrc.cluster import kmeans  # noqa: E402
+from sdrc.data import DomainPair, TensorDomain, digit_pair  # noqa: E402
+from sdrc.models import resnet50_net  # noqa: E402
+from sdrc.train import Trainer, TrainConfig, train  # noqa: E402
+
+FULL = dict(device="cuda", image=224, n_source=2817, n_target=795, classes=31, batch=64, ref_steps=30,
+            kmeans=((100_000, 2048, 65), (200_000, 2048, 345)), digit_epochs=30)
+SMOKE = dict(device="cpu", image=64, n_source=96, n_target=48, classes=5, batch=16, ref_steps=3,
+             kmeans=((2_000, 64, 5), (4_000, 64, 10)), digit_epochs=1)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, device, repeats: int = 5, warmup: int = 1) -> float:
+    "Median wall time of `fn()`, waiting for the GPU before and after each call."
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def random_domain(n: int, size: int, classes: int, name: str, device, g: torch.Generator) -> TensorDomain:
+    "n random uint8 RGB images with random labels, held on `device`."
+    x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    return TensorDomain(x, torch.randint(0, classes, (n,), generator=g), name, tuple(map(str, range(classes)))).to(device)
+
+
+def reference_images_per_second(s: dict, device) -> float:
+    "(a) The released code's style: fp32, NCHW, two forward passes, broadcast-distance SRDC losses, SGD."
+    model = resnet50_net(s["classes"], weights=None).to(device)
+    centres = [torch.zeros(s["classes"], d, device=device, requires_grad=True) for d in model.feature_dims]
+    opt = torch.optim.SGD([*model.parameters(), *centres], lr=1e-3, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    xs, xt = (torch.randn(s["batch"], 3, s["image"], s["image"], generator=g).to(device) for _ in range(2))
+    ys = torch.randint(0, s["classes"], (s["batch"],), generator=g).to(device)
+    model.train()
+
+    def step():
+        out_s, out_t = model(xs), model(xt)
+        loss = released_code_style(dict(logits_s=out_s.logits, y_s=ys, logits_t=out_t.logits, feats_s=out_s.feats,
+                                        feats_t=out_t.feats, centres=centres))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    seconds = median_seconds(lambda: [step() for _ in range(s["ref_steps"])], device, repeats=3)
+    return 2 * s["batch"] * s["ref_steps"] / seconds
+
+
+def sdrc_epoch(s: dict, device, compile_model: bool) -> dict:
+    "(b) and (c): sdrc's training epoch and its observation on an Office-31-sized random pair."
+    g = torch.Generator().manual_seed(0)
+    source, target = (random_domain(n, s["image"], s["classes"], name, "cpu", g)
+                      for n, name in ((s["n_source"], "source"), (s["n_target"], "target")))
+    pair = DomainPair(source, source, target, target, source.classes)
+    cfg = TrainConfig(preset="official", epochs=10, batch_size=s["batch"], backbone_lr_mult=0.1, warmup_epochs=0,
+                      record_samples=0, device=str(device), compile=compile_model)
+    trainer = Trainer(pair, cfg, model=resnet50_net(s["classes"], weights=None), progress=False)
+    state, _, _ = trainer.observe(0)
+    trainer.train_epoch(0, state)  # warm-up (and compilation)
+    observe = median_seconds(lambda: trainer.observe(1), device, repeats=3, warmup=0)
+    epoch = median_seconds(lambda: trainer.train_epoch(1, state), device, repeats=3, warmup=0)
+    steps = -(-max(s["n_source"], s["n_target"]) // s["batch"])
+    n_images = s["n_source"] + 2 * s["n_target"]  # source train, target train and target test are extracted
+    return dict(sdrc_images_per_s=2 * s["batch"] * steps / epoch, epoch_s=epoch, observe_s=observe,
+                observe_share=observe / epoch, extract_images_per_s=n_images / observe)
+
+
+def kmeans_seconds(n: int, d: int, k: int, device) -> float:
+    "(d) 5 Lloyd iterations from the first k points."
+    x = torch.randn(n, d, device=device)
+    return median_seconds(lambda: kmeans(x, x[:k], 5), device)
+
+
+def digit_run_seconds(epochs: int, device, data) -> float | None:
+    "(e) SRDC (official) on MNIST→USPS, or None without the digit bundle."
+    try:
+        pair = digit_pair("mnist", "usps", root=data, channels=1)
+    except FileNotFoundError as err:
+        print(f"(e) skipped: {err}", file=sys.stderr)
+        return None
+    start = time.perf_counter()
+    history = train(pair, TrainConfig(preset="official", epochs=epochs, record_samples=0, device=str(device)), progress=False,
+                    log=lambda line: None)
+    sync(device)
+    print(f"(e) final target accuracy {history[-1]['acc_f']:.4f}", file=sys.stderr)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="gpu_step.json")
+    parser.add_argument("--data", default=os.environ.get("SDRC_DATA"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile sdrc's model")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    args = parser.parse_args()
+    s = SMOKE if args.smoke else FULL
+    device = torch.device(s["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("no CUDA device; use --smoke to check the script on the CPU")
+    torch.backends.cudnn.benchmark = True
+    r = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", torch=torch.__version__,
+             compile=args.compile, smoke=args.smoke)
+    r["reference_images_per_s"] = reference_images_per_second(s, device)
+    r.update(sdrc_epoch(s, device, args.compile))
+    r["speedup"] = r["sdrc_images_per_s"] / r["reference_images_per_s"]
+    for n, d, k in s["kmeans"]:
+        r[f"kmeans_{n}x{d}_k{k}_s"] = kmeans_seconds(n, d, k, device)
+    r["digit_run_s"] = digit_run_seconds(s["digit_epochs"], device, args.data)
+    Path(args.out).write_text(json.dumps(r, indent=1))
+    (n1, d1, k1), (n2, d2, k2) = s["kmeans"]
+    digit = "skipped" if r["digit_run_s"] is None else f"{r['digit_run_s']:.1f} s"
+    print(f"{r['device']}, torch {r['torch']}, compile={args.compile}{' (smoke sizes)' if args.smoke else ''}")
+    for what, value, target in (
+            ("(a) released-code-style step", f"{r['reference_images_per_s']:.0f} images/s", ""),
+            ("(b) sdrc step", f"{r['sdrc_images_per_s']:.0f} images/s ({r['speedup']:.2f}×)", "≥ 3× (a)"),
+            ("(c) observation: extraction + K-means + Q + weights", f"{r['observe_s']:.2f} s, {r['observe_share']:.1%} of an epoch", "≤ 15 %"),
+            ("(c) extraction throughput", f"{r['extract_images_per_s']:.0f} images/s", ""),
+            (f"(d) K-means {n1:,}×{d1}, K={k1}, 5 iterations", f"{1e3 * r[f'kmeans_{n1}x{d1}_k{k1}_s']:.1f} ms", ""),
+            (f"(d) K-means {n2:,}×{d2}, K={k2}, 5 iterations", f"{1e3 * r[f'kmeans_{n2}x{d2}_k{k2}_s']:.1f} ms", "≤ 100 ms"),
+            (f"(e) MNIST→USPS, {s['digit_epochs']} epochs", digit, "≤ 60 s")):
+        print(f"{what:<55} {value:>32}  {target}")
+
+
+if __name__ == "__main__":
+    main()
