@@ -1,4 +1,5 @@
 """Every notebook in nbs/ runs top to bottom with nbdev's runner, skipping cells flagged `notest`, `slow` or `gpu`."""
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(NBS)))
 def test_notebook_runs(notebook, monkeypatch):
     skip = get_config(cfg_name="settings.ini", path=NBS.parent).tst_flags.split()
+    if os.environ.get("SDRC_DATA"):  # notebooks run in their own folders: a relative data path must not break
+        monkeypatch.setenv("SDRC_DATA", str(Path(os.environ["SDRC_DATA"]).resolve()))
     monkeypatch.chdir(NBS.parent)
     ok, _ = run_notebook(notebook, skip_flags=skip, showerr=True)
     assert ok, f"{notebook.name} failed (see the traceback above)"
