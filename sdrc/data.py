@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 'TRAIN_SIZES', 'BENCHMARKS', 'IMAGENET_MEAN',
-           'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'TensorDomain', 'DomainPair', 'find_digits_bundle',
-           'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair', 'image_row', 'mnistm_default_index',
-           'atomic_write', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform', 'ImageList',
-           'benchmark_domain', 'make_domain_pair', 'iterations_per_epoch', 'infinite_batches']
+           'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'standardise_images', 'TensorDomain', 'DomainPair',
+           'find_digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair', 'image_row',
+           'mnistm_default_index', 'atomic_write', 'build_digits_bundle', 'Benchmark', 'train_transform',
+           'test_transform', 'ImageList', 'benchmark_domain', 'make_domain_pair', 'iterations_per_epoch',
+           'infinite_batches']
 
-# %% ../nbs/01_data.ipynb #7ed3c902
+# %% ../nbs/01_data.ipynb #57ea1c91
 import base64
 import os
 import tempfile
@@ -25,12 +26,16 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-# %% ../nbs/01_data.ipynb #43cdadd7
+# %% ../nbs/01_data.ipynb #d9723296
 def to_float_images(x: Tensor) -> Tensor:
     "uint8 images in [0, 255] → float32 in [-1, 1] (mean ½, std ½ normalisation); float inputs pass through."
     return x.float().mul_(2 / 255).sub_(1) if x.dtype == torch.uint8 else x
 
-# %% ../nbs/01_data.ipynb #f0bdcd81
+def standardise_images(x: Tensor, eps: float = 1e-3) -> Tensor:
+    "Each channel of each image (…×H×W floats) to mean 0 and standard deviation 1 over its pixels."
+    return (x - x.mean((-2, -1), keepdim=True)) / x.std((-2, -1), keepdim=True).clamp_min(eps)
+
+# %% ../nbs/01_data.ipynb #65c0cbaf
 @dataclass
 class TensorDomain(Dataset):
     "A domain held in memory: inputs `x` (N×…, uint8 images or float features), labels `y`, a `name` and class names."
@@ -38,6 +43,7 @@ class TensorDomain(Dataset):
     y: Tensor
     name: str
     classes: tuple[str, ...]
+    standardise: bool = False
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
@@ -51,12 +57,17 @@ class TensorDomain(Dataset):
 
     def __getitem__(self, i: int):
         "One `(x, y, index)` item."
-        return to_float_images(self.x[i]), self.y[i], i
+        return self.inputs(self.x[i]), self.y[i], i
 
     def batch(self, index: Tensor):
         "A whole batch `(x, y, index)` by one indexing operation."
         index = index.to(self.y.device)
-        return to_float_images(self.x[index]), self.y[index], index
+        return self.inputs(self.x[index]), self.y[index], index
+
+    def inputs(self, x: Tensor) -> Tensor:
+        "Stored inputs → what the model sees: floats, each image standardised if the domain asks for it."
+        x = to_float_images(x)
+        return standardise_images(x) if self.standardise and x.ndim >= 3 else x
 
     def to(self, device) -> "TensorDomain":
         "The same domain on `device`."
@@ -70,7 +81,7 @@ class TensorDomain(Dataset):
         "Number of samples of each class."
         return torch.bincount(self.y.cpu(), minlength=len(self.classes)).tolist()
 
-# %% ../nbs/01_data.ipynb #d623cdb9
+# %% ../nbs/01_data.ipynb #6dfade9a
 @dataclass
 class DomainPair:
     "Source and target domains, each split into train and test. Target labels are for evaluation only."
@@ -98,7 +109,7 @@ class DomainPair:
             rows.append(f"| {split} | {getattr(ds, 'name', '?')} | {len(ds)} | " + " | ".join(map(str, counts)) + " |")
         return "\n".join(rows)
 
-# %% ../nbs/01_data.ipynb #9bfa29bb
+# %% ../nbs/01_data.ipynb #eefdc996
 DIGIT_DOMAINS = ("mnist", "usps", "mnistm")
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGITS_FILE = "digits_real.npz"
@@ -106,7 +117,7 @@ DEFAULT_DATA_DIR = Path("~/.cache/sdrc")
 TRAIN_SIZES = {"mnist": 4000, "usps": 7291, "mnistm": 1600}
 _BUNDLE_LAYOUT = {"mnist_x": 3, "mnist_y": 1, "usps_x": 3, "usps_y": 1, "mnistm_x": 4, "mnistm_y": 1}
 
-# %% ../nbs/01_data.ipynb #472254fd
+# %% ../nbs/01_data.ipynb #1e14ed37
 def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
     "The path of `digits_real.npz`: from `root`, else `$SDRC_DATA`, else `~/.cache/sdrc`; a clear error if absent."
     candidates = [root] if root is not None else [os.environ.get("SDRC_DATA"), DEFAULT_DATA_DIR]
@@ -122,7 +133,7 @@ def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
         "Set SDRC_DATA to the folder that holds it, pass root=..., or build it with "
         "`sdrc.data.build_digits_bundle` (needs MNIST, USPS and an MNIST-M folder).")
 
-# %% ../nbs/01_data.ipynb #4059414b
+# %% ../nbs/01_data.ipynb #3b2dc7ff
 def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     "Every array of a digit bundle, checked for the expected keys, ranks, dtypes and matching lengths."
     path = Path(path)
@@ -144,7 +155,7 @@ def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
                              "expected equal counts and labels 0-9")
     return arrays
 
-# %% ../nbs/01_data.ipynb #49adc38d
+# %% ../nbs/01_data.ipynb #1de35f0f
 def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
     "uint8 images N×H×W or N×H×W×C → uint8 tensor N×`channels`×`size`×`size`."
     if channels not in (1, 3):
@@ -162,8 +173,9 @@ def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
         t = t.expand(-1, 3, -1, -1)
     return t.round().clamp(0, 255).to(torch.uint8).contiguous()
 
-# %% ../nbs/01_data.ipynb #dbf9fbd4
-def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle: dict | None = None):
+# %% ../nbs/01_data.ipynb #ec351efd
+def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle: dict | None = None,
+                 standardise: bool = False):
     "The train and test `TensorDomain`s of one digit domain (`mnist`, `usps` or `mnistm`)."
     if name not in DIGIT_DOMAINS:
         raise ValueError(f"unknown digit domain {name!r}; choose one of {', '.join(DIGIT_DOMAINS)}")
@@ -171,19 +183,21 @@ def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle
     x = prepare_images(bundle[f"{name}_x"], size, channels)
     y = torch.from_numpy(bundle[f"{name}_y"].astype(np.int64))
     cut = min(TRAIN_SIZES[name], len(y) - 1)
-    return (TensorDomain(x[:cut], y[:cut], f"{name}/train", DIGIT_CLASSES),
-            TensorDomain(x[cut:], y[cut:], f"{name}/test", DIGIT_CLASSES))
+    return (TensorDomain(x[:cut], y[:cut], f"{name}/train", DIGIT_CLASSES, standardise),
+            TensorDomain(x[cut:], y[cut:], f"{name}/test", DIGIT_CLASSES, standardise))
 
-def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int = 32, channels: int = 3) -> DomainPair:
+def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int = 32, channels: int = 3,
+               standardise: bool | None = None) -> DomainPair:
     "Source and target digit domains with the fixed splits above, at a common `size` and `channels`."
     if source == target:
         raise ValueError(f"source and target are the same domain ({source!r}); pick two of {', '.join(DIGIT_DOMAINS)}")
+    standardise = "mnistm" in (source, target) if standardise is None else standardise
     bundle = load_digits_bundle(find_digits_bundle(root))
-    source_train, source_test = digit_domain(source, size=size, channels=channels, bundle=bundle)
-    target_train, target_test = digit_domain(target, size=size, channels=channels, bundle=bundle)
+    source_train, source_test = digit_domain(source, size=size, channels=channels, bundle=bundle, standardise=standardise)
+    target_train, target_test = digit_domain(target, size=size, channels=channels, bundle=bundle, standardise=standardise)
     return DomainPair(source_train, source_test, target_train, target_test, DIGIT_CLASSES)
 
-# %% ../nbs/01_data.ipynb #ae939b16
+# %% ../nbs/01_data.ipynb #3b5c97a1
 def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     "The first `n` images of an image domain side by side, as a PIL image."
     x = domain.x[:n].cpu()
@@ -192,7 +206,7 @@ def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     img = Image.fromarray(row.permute(1, 2, 0).numpy())
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
-# %% ../nbs/01_data.ipynb #d2f42c6f
+# %% ../nbs/01_data.ipynb #2ed712c3
 _MNISTM_SUBSET = (
     "eNoB9QEK/qTn/gXcbPTpiRKkVyeagZckNBeUWZqNNkIUHCR+FSi+CCzJVY44zW4WTwRAzkFiBYAM85oczJmMq7JasWqMm32NGbya5vy2RiqIFxga1I6/"
     "m3VzyQdikPNMCYJrttjNVr1OW4oXj6l8TPjjIiYfbIUpU9agezXitG4+DwItYushmMEzH0MOul2M03US+LfQ8qYIaGLDlBxzO4MQ3HMuh9LxJrpqBDPr"
@@ -206,7 +220,7 @@ def mnistm_default_index() -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(_MNISTM_SUBSET)), np.uint8))[:4001]
     return np.flatnonzero(bits).astype(np.int64) + 5000
 
-# %% ../nbs/01_data.ipynb #d5452ef4
+# %% ../nbs/01_data.ipynb #1c20dc41
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file to `path`; on any error nothing is left behind."
     path = Path(path)
@@ -221,7 +235,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             os.unlink(tmp)
     return path
 
-# %% ../nbs/01_data.ipynb #b181d858
+# %% ../nbs/01_data.ipynb #369c13b4
 def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Images and labels of MNIST-M test images `index` from a folder in the original release's layout."
     labels_file, images_dir = folder / "mnist_m_test_labels.txt", folder / "mnist_m_test"
@@ -241,7 +255,7 @@ def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarra
         labels.append(int(label))
     return np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.uint8)
 
-# %% ../nbs/01_data.ipynb #3aa24df8
+# %% ../nbs/01_data.ipynb #c6012f4b
 def build_digits_bundle(out: str | os.PathLike, root: str | os.PathLike, download: bool = True,
                         mnistm_dir: str | os.PathLike | None = None, mnistm_index: Sequence[int] | None = None) -> Path:
     "Write a digit bundle to `out` (a folder or an .npz path) from torchvision's MNIST and USPS and an MNIST-M folder."
@@ -269,7 +283,7 @@ def build_digits_bundle(out: str | os.PathLike, root: str | os.PathLike, downloa
             np.savez_compressed(f, **arrays)
     return atomic_write(out, write)
 
-# %% ../nbs/01_data.ipynb #9ecc9cb9
+# %% ../nbs/01_data.ipynb #87db9df6
 _OFFICE31 = ("back_pack bike bike_helmet bookcase bottle calculator desk_chair desk_lamp desktop_computer file_cabinet "
              "headphones keyboard laptop_computer letter_tray mobile_phone monitor mouse mug paper_notebook pen phone "
              "printer projector punchers ring_binder ruler scissors speaker stapler tape_dispenser trash_can")
@@ -308,7 +322,7 @@ _DOMAINNET = (
     "trombone truck trumpet t-shirt umbrella underwear van vase violin washing_machine watermelon waterslide whale wheel "
     "windmill wine_bottle wine_glass wristwatch yoga zebra zigzag")
 
-# %% ../nbs/01_data.ipynb #ddd63877
+# %% ../nbs/01_data.ipynb #81f6de2f
 @dataclass(frozen=True)
 class Benchmark:
     "A domain-adaptation benchmark: its domains (short name → folder under the dataset root) and class names."
@@ -325,7 +339,7 @@ BENCHMARKS = {b.name: b for b in [
               tuple(_DOMAINNET.split())),
 ]}
 
-# %% ../nbs/01_data.ipynb #07269dd3
+# %% ../nbs/01_data.ipynb #b74ebcb8
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def train_transform(resize: int = 256, crop: int = 224):
@@ -339,7 +353,7 @@ def test_transform(resize: int = 256, crop: int = 224):
     from torchvision import transforms as T
     return T.Compose([T.Resize((resize, resize)), T.CenterCrop(crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
-# %% ../nbs/01_data.ipynb #1079f652
+# %% ../nbs/01_data.ipynb #203db648
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 def _read_list_file(root: Path, list_file: Path, num_classes: int) -> list[tuple[Path, int]]:
@@ -372,7 +386,7 @@ def _read_class_folders(root: Path, classes: Sequence[str]) -> list[tuple[Path, 
     return [(path, label[folder]) for folder in folders for path in sorted((root / folder).rglob("*"))
             if path.suffix.lower() in _IMAGE_SUFFIXES]
 
-# %% ../nbs/01_data.ipynb #09814c69
+# %% ../nbs/01_data.ipynb #3cf7afaf
 class ImageList(Dataset):
     "Images on disk from a list file (`relative/path label` lines) or a class-per-folder tree; items `(x, y, index)`."
 
@@ -403,7 +417,7 @@ class ImageList(Dataset):
     def class_counts(self) -> list[int]:
         return torch.bincount(self.y, minlength=len(self.classes)).tolist()
 
-# %% ../nbs/01_data.ipynb #c41cdcc1
+# %% ../nbs/01_data.ipynb #ba7b2975
 def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: bool = True) -> ImageList:
     "One domain of a known benchmark, e.g. `benchmark_domain('office31', 'A', '~/data/office31')`."
     if benchmark not in BENCHMARKS:
@@ -417,7 +431,7 @@ def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: b
         return ImageList(root, bench.classes, list_file, transform, name=f"{benchmark}/{domain}")
     return ImageList(root / bench.domains[domain], bench.classes, None, transform, name=f"{benchmark}/{domain}")
 
-# %% ../nbs/01_data.ipynb #31328dd8
+# %% ../nbs/01_data.ipynb #5b6b8f35
 TOY_SHIFTS = {"rotate": 30.0, "translate": 1.5, "scale": 1.5}
 
 def _shift_points(x: Tensor, shift: str, amount: float) -> Tensor:
@@ -437,7 +451,7 @@ def _class_means(num_classes: int, dim: int, radius: float, g: torch.Generator) 
         return radius * torch.stack([angles.cos(), angles.sin()], 1)
     return radius * F.normalize(torch.randn(num_classes, dim, generator=g), dim=1)
 
-# %% ../nbs/01_data.ipynb #1ae4e9d7
+# %% ../nbs/01_data.ipynb #fd35e1af
 def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2, shift: str = "rotate",
                      amount: float | None = None, imbalance: float | None = None, spread: float = 0.5,
                      radius: float = 3.0, seed: int = 0) -> DomainPair:
@@ -463,7 +477,7 @@ def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2,
     return DomainPair(draw("source/train", [1.0] * num_classes), draw("source/test", [1.0] * num_classes),
                       draw("target/train", keep), draw("target/test", keep), classes)
 
-# %% ../nbs/01_data.ipynb #91531bb9
+# %% ../nbs/01_data.ipynb #b56839f6
 def iterations_per_epoch(n_source: int, n_target: int, batch_size: int) -> int:
     "Iterations in one epoch: enough batches to see every sample of the larger domain once."
     if batch_size < 1:

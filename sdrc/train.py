@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'ABLATIONS', 'LAM_SCHEDULES', 'CHECKPOINT', 'TrainConfig', 'extract', 'cluster_spaces', 'epoch_statistics',
-           'GradientReversal', 'domain_discriminator', 'random_shift', 'default_model', 'resolve_device', 'Trainer',
-           'load_checkpoint', 'run_metadata', 'summary_line', 'train']
+           'GradientReversal', 'domain_discriminator', 'random_shift', 'random_colour', 'augment', 'default_model',
+           'resolve_device', 'Trainer', 'load_checkpoint', 'run_metadata', 'summary_line', 'train']
 
-# %% ../nbs/05_train.ipynb #ea7223d3
+# %% ../nbs/05_train.ipynb #35520635
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -28,7 +28,7 @@ from .distributed import all_mean, average_gradients, barrier, gather_rows, is_m
 from .models import SRDCNet, digit_net, mlp_net, recalibrate_batchnorm
 from .snapshots import RunRecord, RunWriter
 
-# %% ../nbs/05_train.ipynb #cfc713fa
+# %% ../nbs/05_train.ipynb #bb4acf46
 METHODS = ("srdc", "source-only", "dann", "oracle")
 ABLATIONS = ("none", "no-source-reg", "no-feature", "no-soft-select")
 LAM_SCHEDULES = ("rampup", "constant")
@@ -50,6 +50,7 @@ class TrainConfig:
     lam_schedule: str | None = None
     warmup_epochs: int = 1
     shift_augment: int = 2
+    colour_augment: bool = True
     kmeans_iters: int = 5
     average_with_source: bool = True
     bn_samples: int = 1024
@@ -90,7 +91,7 @@ class TrainConfig:
         "The annealed rate of the paper's code, lr / (1 + 10 e/E)^0.75, stepped per epoch."
         return self.lr / (1 + 10 * epoch / self.epochs) ** 0.75
 
-# %% ../nbs/05_train.ipynb #83e9ddda
+# %% ../nbs/05_train.ipynb #a3d58809
 @torch.no_grad()
 def extract(model: SRDCNet, domains: list[TensorDomain], calibrate_on: TensorDomain, bn_samples: int = 1024,
             batch_size: int = 256, seed: int = 0) -> list[dict]:
@@ -115,7 +116,7 @@ def _outputs(model: SRDCNet, domain: TensorDomain, index: Tensor, batch_size: in
         return [torch.empty(0, d, device=device) for d in (*model.feature_dims, model.num_classes)]
     return [torch.cat(parts).float() for parts in zip(*[[*o.feats, o.logits] for o in outs])]
 
-# %% ../nbs/05_train.ipynb #ba2e0222
+# %% ../nbs/05_train.ipynb #7ddffd2e
 def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg: TrainConfig) -> list[tuple[Tensor, Tensor]]:
     "(K-means centroids, labels) of the target in every feature space."
     pred = target["logits"].argmax(1)
@@ -127,7 +128,7 @@ def cluster_spaces(source: dict, target: dict, num_classes: int, epoch: int, cfg
         results.append(kmeans(zt, init, cfg.kmeans_iters))
     return results
 
-# %% ../nbs/05_train.ipynb #d659acc5
+# %% ../nbs/05_train.ipynb #83dda33a
 def _entropy(p: Tensor) -> float:
     "Mean row entropy (nats)."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -154,7 +155,7 @@ def epoch_statistics(source: dict, target: dict, test: dict, clusters, cfg: Trai
     metrics["collapsed"] = metrics["largest_pred"] > cfg.collapse_threshold
     return dict(q=q, weights=weights, kmeans_labels=clusters[0][1], p=p), metrics
 
-# %% ../nbs/05_train.ipynb #1a15dcbf
+# %% ../nbs/05_train.ipynb #453bb8a9
 class GradientReversal(torch.autograd.Function):
     "Identity forward; multiplies the gradient by -coefficient backward (DANN)."
 
@@ -171,7 +172,7 @@ def domain_discriminator(in_dim: int, hidden: int = 256) -> nn.Module:
     "DANN's domain classifier: two hidden layers, one logit (source = 1)."
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-# %% ../nbs/05_train.ipynb #19ba279d
+# %% ../nbs/05_train.ipynb #f9321caf
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     "Shift each image of `x` (N×C×H×W) by a random whole number of pixels in [-max_shift, max_shift], edges repeated."
     if max_shift == 0 or x.ndim != 4:
@@ -184,7 +185,22 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
 
-# %% ../nbs/05_train.ipynb #73bd731e
+# %% ../nbs/05_train.ipynb #9be2bea3
+def random_colour(x: Tensor, generator: torch.Generator) -> Tensor:
+    "Colour images (N×3×H×W, centred): each inverted with probability ½, each channel scaled by a gain in [0.5, 1.5)."
+    if x.ndim != 4 or x.shape[1] != 3:
+        return x
+    n = len(x)
+    sign = (torch.rand(n, 1, 1, 1, generator=generator) < 0.5).float() * 2 - 1
+    gains = 0.5 + torch.rand(n, 3, 1, 1, generator=generator)
+    return x * (sign * gains).to(x.device, x.dtype)
+
+def augment(x: Tensor, cfg: TrainConfig, generator: torch.Generator) -> Tensor:
+    "The training augmentation of a batch: random shifts, then random colour when `cfg` asks for it."
+    x = random_shift(x, cfg.shift_augment, generator)
+    return random_colour(x, generator) if cfg.colour_augment else x
+
+# %% ../nbs/05_train.ipynb #c253354b
 def default_model(pair: DomainPair) -> SRDCNet:
     "The digit network for image domains, an MLP for feature vectors."
     x = pair.source_train.x
@@ -198,7 +214,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(device)
 
-# %% ../nbs/05_train.ipynb #3412ae9b
+# %% ../nbs/05_train.ipynb #bf05ed67
 class Trainer:
     "Trains one method on a `DomainPair`, observing and recording every epoch."
 
@@ -246,7 +262,7 @@ class Trainer:
             groups.append(dict(params=list(self.discriminator.parameters()), mult=1.0))
         return torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
 
-# %% ../nbs/05_train.ipynb #aa5c8a8c
+# %% ../nbs/05_train.ipynb #e457ceeb
 def _observe(self: Trainer, epoch: int) -> tuple[dict, dict, dict]:
     "(tensors for the training epoch, metrics, arrays to record) at the start of `epoch`."
     d, cfg, k = self.domains, self.cfg, self.pair.num_classes
@@ -267,7 +283,7 @@ def _reset_centres(self: Trainer, centroids: list[Tensor]) -> None:
 
 Trainer.observe, Trainer.reset_centres = _observe, _reset_centres
 
-# %% ../nbs/05_train.ipynb #bebe957c
+# %% ../nbs/05_train.ipynb #0dbfaf44
 def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: dict) -> dict | None:
     "The arrays of one epoch's record, or None when recording is off."
     n = self.cfg.record_samples
@@ -291,7 +307,7 @@ def _record_arrays(self: Trainer, source: dict, target: dict, clusters, state: d
 
 Trainer.record_arrays = _record_arrays
 
-# %% ../nbs/05_train.ipynb #13032260
+# %% ../nbs/05_train.ipynb #aff7d689
 def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: float, state: dict):
     "(loss, detached terms) of one batch for this run's method."
     ce = F.cross_entropy(out_s.logits.float(), y_s)
@@ -321,7 +337,7 @@ def _batch_loss(self: Trainer, out_s, y_s, idx_s, out_t, y_t, idx_t, progress: f
 
 Trainer.batch_loss = _batch_loss
 
-# %% ../nbs/05_train.ipynb #bc4a9b84
+# %% ../nbs/05_train.ipynb #34a22b50
 def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     "One epoch of training; returns the mean of each loss term."
     cfg, d = self.cfg, self.domains
@@ -330,13 +346,13 @@ def _train_epoch(self: Trainer, epoch: int, state: dict) -> dict:
     streams = [infinite_batches(d[name], cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + k),
                                 rank=rank(), world=world_size()) for k, name in enumerate(("source_train", "target_train"))]
     n_iter = -(-iterations_per_epoch(len(d["source_train"]), len(d["target_train"]), cfg.batch_size) // world_size())
-    shift_rng = torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + 7 + 1_000_003 * rank())
+    augment_rng = torch.Generator().manual_seed(cfg.seed * 100_003 + 2 * epoch + 7 + 1_000_003 * rank())
     self.model.train()
     sums: dict[str, Tensor] = {}
     use_amp = cfg.amp and self.device.type == "cuda"
     for it in tqdm(range(n_iter), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
         (xs, ys, idx_s), (xt, yt, idx_t) = next(streams[0]), next(streams[1])
-        xs, xt = random_shift(xs, cfg.shift_augment, shift_rng), random_shift(xt, cfg.shift_augment, shift_rng)
+        xs, xt = augment(xs, cfg, augment_rng), augment(xt, cfg, augment_rng)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out_s, out_t = self.train_model(xs), self.train_model(xt)
             loss, terms = self.batch_loss(out_s, ys, idx_s, out_t, yt, idx_t, epoch + it / n_iter, state)
@@ -358,7 +374,7 @@ def _step(self: Trainer, loss: Tensor) -> None:
 
 Trainer.train_epoch, Trainer.step = _train_epoch, _step
 
-# %% ../nbs/05_train.ipynb #783a4da3
+# %% ../nbs/05_train.ipynb #516f157b
 CHECKPOINT = "checkpoint.pt"
 
 def _checkpoint_state(self: Trainer) -> dict:
@@ -382,7 +398,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise ValueError(f"{path} could not be loaded (truncated, or not a sdrc checkpoint?): {err}") from err
 
-# %% ../nbs/05_train.ipynb #b449f372
+# %% ../nbs/05_train.ipynb #f4ba5188
 def _resume(self: Trainer) -> None:
     "Load the run folder's checkpoint and records; the configuration must match."
     state = load_checkpoint(self.out / CHECKPOINT)
@@ -401,7 +417,7 @@ def _resume(self: Trainer) -> None:
 
 Trainer._checkpoint_state, Trainer.save_checkpoint, Trainer.resume = _checkpoint_state, _save_checkpoint, _resume
 
-# %% ../nbs/05_train.ipynb #00f1c6fa
+# %% ../nbs/05_train.ipynb #058d8a3d
 def run_metadata(cfg: TrainConfig, pair: DomainPair) -> dict:
     "What run.json says about a run besides its metrics: configuration, data, versions."
     return dict(config=asdict(cfg), classes=list(pair.classes),
@@ -423,7 +439,7 @@ def _open_run(self: Trainer, resume: bool) -> None:
 
 Trainer.open_run = _open_run
 
-# %% ../nbs/05_train.ipynb #97801e59
+# %% ../nbs/05_train.ipynb #abd003b2
 def summary_line(epoch: int, m: dict) -> str:
     "One line per epoch."
     centres = " ".join(f"centre{j} {m[f'acc_centre_{j}']:.3f}" for j in range(4) if f"acc_centre_{j}" in m)
@@ -461,7 +477,7 @@ def _fit(self: Trainer, resume: bool = False, log=tqdm.write) -> list[dict]:
 
 Trainer.fit = _fit
 
-# %% ../nbs/05_train.ipynb #283dbd1d
+# %% ../nbs/05_train.ipynb #e389610e
 def train(pair: DomainPair, cfg: TrainConfig | None = None, out=None, resume: bool = False, model: SRDCNet | None = None,
           progress: bool = True, log=tqdm.write) -> list[dict]:
     "Train `cfg.method` on `pair`, writing records and checkpoints to `out` if given; returns per-epoch metrics."

@@ -337,3 +337,23 @@ def test_more_processes_than_batches_is_refused():
     domain = TensorDomain(torch.zeros(10, 1), torch.zeros(10), "d", ("a",))
     with pytest.raises(ValueError, match="fewer batches of 8 than there are processes"):
         next(infinite_batches(domain, 8, world=3))
+
+
+def test_pairs_with_mnistm_standardise_each_image(digits_root):
+    "MNIST-M pairs see each image channel at mean 0 and std 1; grey pairs keep the plain [-1, 1] scaling."
+    colour = digit_pair("mnist", "mnistm", root=digits_root)
+    x, _, _ = colour.target_train.batch(torch.arange(50))
+    assert colour.source_train.standardise and colour.target_test.standardise
+    torch.testing.assert_close(x.mean((2, 3)), torch.zeros(50, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std((2, 3)), torch.ones(50, 3), atol=1e-4, rtol=0)
+    grey = digit_pair("mnist", "usps", root=digits_root, channels=1)
+    x, _, _ = grey.source_train.batch(torch.arange(50))
+    assert not grey.source_train.standardise and x.min() == -1 and x.max() == 1
+    assert not digit_pair("mnist", "mnistm", root=digits_root, standardise=False).target_train.standardise
+
+
+@given(value=st.integers(0, 255))
+def test_a_flat_image_standardises_to_zero(value):
+    "A constant channel has no spread: it becomes (up to rounding) 0, not NaN or a blown-up value."
+    d = TensorDomain(torch.full((1, 3, 4, 4), value, dtype=torch.uint8), torch.tensor([0]), "flat", ("a",), standardise=True)
+    torch.testing.assert_close(d[0][0], torch.zeros(3, 4, 4), atol=1e-3, rtol=0)

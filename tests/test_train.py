@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 from sdrc.data import DomainPair, TensorDomain, digit_pair, make_domain_pair
 from sdrc.snapshots import RunRecord
-from sdrc.train import (CHECKPOINT, TrainConfig, Trainer, epoch_statistics, extract, load_checkpoint, summary_line,
+from sdrc.train import (CHECKPOINT, TrainConfig, Trainer, epoch_statistics, extract, load_checkpoint, random_colour, summary_line,
                         train)
 
 QUIET = dict(progress=False, log=lambda line: None)
@@ -219,3 +220,28 @@ def test_bad_warmup_or_shift():
         TrainConfig(warmup_epochs=-1)
     with pytest.raises(ValueError, match="`shift_augment` must be a non-negative integer"):
         TrainConfig(shift_augment=1.5)
+
+
+@given(seed=st.integers(0, 2**31 - 1))
+def test_colour_augmentation_keeps_the_digit(seed):
+    "Each colour image is scaled per channel by a gain in [0.5, 1.5) and either kept or inverted as a whole."
+    x = torch.rand(16, 3, 5, 5) + 0.1
+    out = random_colour(x, torch.Generator().manual_seed(seed))
+    ratio = out / x
+    per_channel = ratio[:, :, :1, :1]
+    torch.testing.assert_close(ratio, per_channel.expand_as(ratio))  # one factor per image and channel
+    assert ((per_channel.abs() >= 0.5 - 1e-6) & (per_channel.abs() < 1.5)).all()
+    signs = per_channel.sign().flatten(1)
+    assert (signs == signs[:, :1]).all()  # the whole image is inverted or not
+
+
+def test_colour_augmentation_leaves_grey_runs_unchanged():
+    "On one-channel images the switch changes nothing: the same run with and without it is bit for bit equal."
+    g = torch.Generator().manual_seed(0)
+    grey = lambda n: TensorDomain(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),  # noqa: E731
+                                  torch.arange(n) % 3, "grey", ("a", "b", "c"))
+    pair = DomainPair(grey(60), grey(30), grey(60), grey(30), ("a", "b", "c"))
+    runs = [train(pair, TrainConfig(preset="official", epochs=2, batch_size=16, record_samples=0, colour_augment=on), **QUIET)
+            for on in (True, False)]
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in h]  # noqa: E731
+    assert strip(runs[0]) == strip(runs[1])
