@@ -68,27 +68,33 @@ def main():
     parser.add_argument("--out", default="bench/digits.md")
     args = parser.parse_args()
     results_path = Path(args.results)
-    done = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
     for pair_name in args.pairs:
         for method in args.methods:
             for seed in args.seeds:
                 if any(r["pair"] == pair_name and r["method"] == method and r["seed"] == seed and r["epochs"] == args.epochs
-                       for r in done):
+                       for r in read_results(results_path)):
                     continue
                 print(f"{pair_name} {method} seed {seed}", flush=True)
                 result = run_one(pair_name, method, seed, args.epochs)
-                done.append(result)
                 with open(results_path, "a") as f:
                     f.write(json.dumps(result) + "\n")
-                write_table(done, args)
-    print(write_table(done, args))
+                write_table(results_path, args)
+    print(write_table(results_path, args))
 
 
-def write_table(done: list[dict], args) -> str:
-    "Write (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
+def read_results(results_path: Path) -> list[dict]:
+    "Every finished run in the results file (other benchmark processes may be appending to it)."
+    return [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+
+
+def write_table(results_path: Path, args) -> str:
+    "Write atomically (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
     text = (f"Digits benchmark: {args.epochs} epochs, CPU ({torch.get_num_threads()} threads), target test accuracy\n\n"
-            + table([r for r in done if r["epochs"] == args.epochs]) + "\n")
-    Path(args.out).write_text(text)
+            + table([r for r in read_results(results_path) if r["epochs"] == args.epochs]) + "\n")
+    out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(text)
+    partial.replace(out)
     return text
 
 

@@ -8,7 +8,10 @@ Random images and random weights (no downloads). What it measures, in order:
   (c) the observation that starts each epoch (feature extraction of every image, K-means in both spaces,
       dataset-level Q, source weights), as images/s and as a share of the training epoch;
   (d) 5 K-means iterations on 100,000×2048 with K=65 and on 200,000×2048 with K=345;
-  (e) a full MNIST→USPS SRDC run of 30 epochs (needs the digit bundle: --data or $SDRC_DATA; skipped without it).
+  (e) a full MNIST→USPS SRDC run of 30 epochs (needs the digit bundle: --data or $SDRC_DATA; skipped without it);
+  (f) the epoch of (b) with the images read from JPEG files (random 300×300 pictures written to a temporary folder)
+      through `ImageList`, the paper's transforms, DataLoader worker processes and pinned memory: does the data
+      pipeline keep up with the GPU?
 Prints a table with the targets beside the measurements, and writes them as JSON to --out.
 
     python bench/gpu_step.py [--out gpu_step.json] [--compile] [--data PATH]
@@ -19,23 +22,25 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loss_overhead import released_code_style  # noqa: E402
 
 from sdrc.cluster import kmeans  # noqa: E402
-from sdrc.data import DomainPair, TensorDomain, digit_pair  # noqa: E402
+from sdrc.data import DomainPair, ImageList, TensorDomain, digit_pair, test_transform, train_transform  # noqa: E402
 from sdrc.models import resnet50_net  # noqa: E402
 from sdrc.train import Trainer, TrainConfig, train  # noqa: E402
 
 FULL = dict(device="cuda", image=224, n_source=2817, n_target=795, classes=31, batch=64, ref_steps=30,
-            kmeans=((100_000, 2048, 65), (200_000, 2048, 345)), digit_epochs=30)
+            kmeans=((100_000, 2048, 65), (200_000, 2048, 345)), digit_epochs=30, workers=12)
 SMOKE = dict(device="cpu", image=64, n_source=96, n_target=48, classes=5, batch=16, ref_steps=3,
-             kmeans=((2_000, 64, 5), (4_000, 64, 10)), digit_epochs=1)
+             kmeans=((2_000, 64, 5), (4_000, 64, 10)), digit_epochs=1, workers=2)
 
 
 def sync(device: torch.device) -> None:
@@ -85,23 +90,52 @@ def reference_images_per_second(s: dict, device) -> float:
     return 2 * s["batch"] * s["ref_steps"] / seconds
 
 
-def sdrc_epoch(s: dict, device, compile_model: bool) -> dict:
-    "(b) and (c): sdrc's training epoch and its observation on an Office-31-sized random pair."
-    g = torch.Generator().manual_seed(0)
-    source, target = (random_domain(n, s["image"], s["classes"], name, "cpu", g)
-                      for n, name in ((s["n_source"], "source"), (s["n_target"], "target")))
-    pair = DomainPair(source, source, target, target, source.classes)
+def time_epoch(pair: DomainPair, s: dict, device, compile_model: bool, num_workers: int = 0, repeats: int = 3) -> dict:
+    "Median seconds of sdrc's training epoch and of its observation on `pair` (ResNet-50, random weights), after a warm-up epoch."
     cfg = TrainConfig(preset="official", epochs=10, batch_size=s["batch"], backbone_lr_mult=0.1, warmup_epochs=0,
-                      record_samples=0, device=str(device), compile=compile_model)
+                      record_samples=0, device=str(device), compile=compile_model, num_workers=num_workers)
     trainer = Trainer(pair, cfg, model=resnet50_net(s["classes"], weights=None), progress=False)
     state, _, _ = trainer.observe(0)
     trainer.train_epoch(0, state)  # warm-up (and compilation)
-    observe = median_seconds(lambda: trainer.observe(1), device, repeats=3, warmup=0)
-    epoch = median_seconds(lambda: trainer.train_epoch(1, state), device, repeats=3, warmup=0)
+    observe = median_seconds(lambda: trainer.observe(1), device, repeats=repeats, warmup=0)
+    epoch = median_seconds(lambda: trainer.train_epoch(1, state), device, repeats=repeats, warmup=0)
     steps = -(-max(s["n_source"], s["n_target"]) // s["batch"])
+    return dict(epoch_s=epoch, observe_s=observe, images_per_s=2 * s["batch"] * steps / epoch)
+
+
+def sdrc_epoch(s: dict, device, compile_model: bool) -> dict:
+    "(b) and (c): sdrc's training epoch and its observation on an Office-31-sized random pair held in memory."
+    g = torch.Generator().manual_seed(0)
+    source, target = (random_domain(n, s["image"], s["classes"], name, "cpu", g)
+                      for n, name in ((s["n_source"], "source"), (s["n_target"], "target")))
+    t = time_epoch(DomainPair(source, source, target, target, source.classes), s, device, compile_model)
     n_images = s["n_source"] + 2 * s["n_target"]  # source train, target train and target test are extracted
-    return dict(sdrc_images_per_s=2 * s["batch"] * steps / epoch, epoch_s=epoch, observe_s=observe,
-                observe_share=observe / epoch, extract_images_per_s=n_images / observe)
+    return dict(sdrc_images_per_s=t["images_per_s"], epoch_s=t["epoch_s"], observe_s=t["observe_s"],
+                observe_share=t["observe_s"] / t["epoch_s"], extract_images_per_s=n_images / t["observe_s"])
+
+
+def jpeg_domain(folder: Path, n: int, classes: int, name: str, g: torch.Generator, smoke: bool) -> ImageList:
+    "n random 300×300 JPEG pictures in class folders, read with the paper's transforms (64² crops for --smoke)."
+    names = tuple(f"c{k:03d}" for k in range(classes))
+    for i in range(n):
+        path = folder / name / names[i % classes] / f"{i:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = torch.randint(0, 256, (300, 300, 3), dtype=torch.uint8, generator=g).numpy()
+        Image.fromarray(pixels).save(path, quality=90)
+    resize, crop = (72, 64) if smoke else (256, 224)
+    return ImageList(folder / name, names, transform=train_transform(resize, crop), eval_transform=test_transform(resize, crop),
+                     name=name)
+
+
+def disk_epoch(s: dict, device, compile_model: bool, smoke: bool) -> dict:
+    "(f) the training epoch and observation of (b), with the images read from disk by DataLoader workers."
+    g = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = (jpeg_domain(Path(tmp), n, s["classes"], name, g, smoke)
+                          for n, name in ((s["n_source"], "source"), (s["n_target"], "target")))
+        t = time_epoch(DomainPair(source, source, target, target, source.classes), s, device, compile_model,
+                       num_workers=s["workers"], repeats=2)
+    return dict(disk_images_per_s=t["images_per_s"], disk_epoch_s=t["epoch_s"], disk_observe_s=t["observe_s"])
 
 
 def kmeans_seconds(n: int, d: int, k: int, device) -> float:
@@ -145,7 +179,10 @@ def main():
     for n, d, k in s["kmeans"]:
         r[f"kmeans_{n}x{d}_k{k}_s"] = kmeans_seconds(n, d, k, device)
     r["digit_run_s"] = digit_run_seconds(s["digit_epochs"], device, args.data)
-    Path(args.out).write_text(json.dumps(r, indent=1))
+    r.update(disk_epoch(s, device, args.compile, args.smoke))
+    partial = Path(args.out).with_name(Path(args.out).name + ".partial")
+    partial.write_text(json.dumps(r, indent=1))
+    partial.replace(args.out)  # atomic: a stopped benchmark leaves no half-written file
     (n1, d1, k1), (n2, d2, k2) = s["kmeans"]
     digit = "skipped" if r["digit_run_s"] is None else f"{r['digit_run_s']:.1f} s"
     print(f"{r['device']}, torch {r['torch']}, compile={args.compile}{' (smoke sizes)' if args.smoke else ''}")
@@ -156,7 +193,10 @@ def main():
             ("(c) extraction throughput", f"{r['extract_images_per_s']:.0f} images/s", ""),
             (f"(d) K-means {n1:,}×{d1}, K={k1}, 5 iterations", f"{1e3 * r[f'kmeans_{n1}x{d1}_k{k1}_s']:.1f} ms", ""),
             (f"(d) K-means {n2:,}×{d2}, K={k2}, 5 iterations", f"{1e3 * r[f'kmeans_{n2}x{d2}_k{k2}_s']:.1f} ms", "≤ 100 ms"),
-            (f"(e) MNIST→USPS, {s['digit_epochs']} epochs", digit, "≤ 60 s")):
+            (f"(e) MNIST→USPS, {s['digit_epochs']} epochs", digit, "≤ 60 s"),
+            (f"(f) (b) read from JPEG files, {s['workers']} workers", f"{r['disk_images_per_s']:.0f} images/s "
+             f"({r['disk_images_per_s'] / r['sdrc_images_per_s']:.0%} of (b))", ""),
+            ("(f) observation from JPEG files", f"{r['disk_observe_s']:.2f} s", "")):
         print(f"{what:<55} {value:>32}  {target}")
 
 

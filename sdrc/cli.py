@@ -6,7 +6,7 @@
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'run_train',
            'format_run', 'run_report', 'run_info', 'run_demo', 'main', 'entry_point']
 
-# %% ../nbs/07_cli.ipynb #e5d46d3b
+# %% ../nbs/07_cli.ipynb #9334e1a5
 import argparse
 import sys
 
@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from .core import PRESETS, auxiliary_distribution, soft_assignment, srdc_objective
-from .data import DIGIT_DOMAINS, digit_pair
+from .data import BENCHMARKS, DIGIT_DOMAINS, benchmark_pair, digit_pair
 from .distributed import close, init_from_env, is_main
+from .models import resnet50_net
 from .snapshots import RunRecord
 from .train import ABLATIONS, METHODS, TrainConfig, train
 from .viz import write_report
 
-# %% ../nbs/07_cli.ipynb #3bf71637
+# %% ../nbs/07_cli.ipynb #d700767c
 def _pixels(domain) -> tuple[torch.Tensor, torch.Tensor]:
     "Flattened 16×16 grey pixels in [-1, 1] and labels of a digit domain."
     x, y, _ = domain.batch(torch.arange(len(domain)))
@@ -40,7 +41,7 @@ def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, st
     opt.step(closure)
     return model
 
-# %% ../nbs/07_cli.ipynb #59878c5e
+# %% ../nbs/07_cli.ipynb #bec3692c
 def _entropy(p: torch.Tensor) -> float:
     "Mean row entropy in nats."
     return float(-(torch.xlogy(p, p)).sum(1).mean())
@@ -64,7 +65,7 @@ def demo(source: str = "mnist", target: str = "usps", root=None, seed: int = 0) 
                           eq1=float(srdc_objective(d, p)) if name.startswith(("P", "Q")) else float("nan"))
     return rows
 
-# %% ../nbs/07_cli.ipynb #1c276507
+# %% ../nbs/07_cli.ipynb #bca33dee
 def format_demo(rows: dict, source: str, target: str) -> str:
     "The demo's rows as an aligned text table."
     lines = [f"SRDC's distributions on the {target} test set, from a linear classifier fitted on {source}",
@@ -76,7 +77,7 @@ def format_demo(rows: dict, source: str, target: str) -> str:
                      f"{r['smallest_cluster']:>9.3f}{eq1:>9}")
     return "\n".join(lines)
 
-# %% ../nbs/07_cli.ipynb #b9cc2b78
+# %% ../nbs/07_cli.ipynb #2fad801f
 def _data_options(parser: argparse.ArgumentParser) -> None:
     "--source, --target and --data, shared by the commands that read digits."
     parser.add_argument("--source", default="mnist", choices=DIGIT_DOMAINS, help="source domain (default: mnist)")
@@ -96,14 +97,28 @@ def _add_demo(commands) -> None:
     _data_options(demo_cmd)
     demo_cmd.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
-# %% ../nbs/07_cli.ipynb #342f9b05
+# %% ../nbs/07_cli.ipynb #56d6abd6
 def _add_train(commands) -> None:
-    cmd = commands.add_parser("train", help="train SRDC or a baseline on a digit pair, recording every epoch",
-                              description="Train on a digit pair (MNIST, USPS, MNIST-M) and write run.json, one "
+    cmd = commands.add_parser("train", help="train SRDC or a baseline on a domain pair, recording every epoch",
+                              description="Train on a digit pair (MNIST, USPS, MNIST-M; the default) or on a pair of a "
+                                          "benchmark read from disk (e.g. --benchmark office31 --data ~/data/office31 "
+                                          "--source A --target W, with the paper's ResNet-50), and write run.json, one "
                                           "epoch_NNN.npz per epoch and a checkpoint to --out. Several processes: "
                                           "torchrun --standalone --nproc_per_node N $(which sdrc) train ... "
                                           "(--batch-size is then per process).")
-    _data_options(cmd)
+    cmd.add_argument("--benchmark", default="digits", choices=("digits", *BENCHMARKS),
+                     help="digits (the bundle), or a benchmark whose images are on disk (default: digits)")
+    cmd.add_argument("--source", default="mnist",
+                     help=f"source domain: {', '.join(DIGIT_DOMAINS)} for digits, a benchmark's short name (e.g. A) otherwise (default: mnist)")
+    cmd.add_argument("--target", default="usps", help="target domain, named as --source (default: usps)")
+    cmd.add_argument("--data", default=None, metavar="PATH",
+                     help="digits: folder holding digits_real.npz, or the file (default: $SDRC_DATA, then ~/.cache/sdrc); "
+                          "other benchmarks: the dataset's root folder (required)")
+    cmd.add_argument("--source-list", default=None, metavar="FILE", help="list file of source images ('relative/path label' lines; default: class folders)")
+    cmd.add_argument("--target-list", default=None, metavar="FILE", help="list file of target images (default: class folders)")
+    cmd.add_argument("--no-pretrained", action="store_true", help="start ResNet-50 from random weights, not ImageNet's (benchmarks on disk)")
+    cmd.add_argument("--workers", type=int, default=4, help="loader processes reading images from disk (default: 4)")
+    cmd.add_argument("--threads", type=int, default=None, help="CPU threads torch may use (default: torch's choice)")
     cmd.add_argument("--method", default="srdc", choices=METHODS, help="what to train (default: srdc)")
     cmd.add_argument("--preset", default="official", choices=tuple(PRESETS), help="SRDC preset (default: official)")
     cmd.add_argument("--ablation", default="none", choices=ABLATIONS, help="SRDC ablation of the paper's Table 1 (default: none)")
@@ -133,7 +148,7 @@ def _add_info(commands) -> None:
                               description="Print the configuration and a table of per-epoch metrics of a run folder.")
     cmd.add_argument("run", metavar="RUN", help="a run folder written by sdrc train")
 
-# %% ../nbs/07_cli.ipynb #487c21c0
+# %% ../nbs/07_cli.ipynb #14f9441c
 def build_parser() -> argparse.ArgumentParser:
     "The `sdrc` argument parser."
     parser = argparse.ArgumentParser(prog="sdrc", description="SRDC: structurally regularised deep clustering for domain adaptation")
@@ -144,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     return parser
 
-# %% ../nbs/07_cli.ipynb #982f19f1
+# %% ../nbs/07_cli.ipynb #047fdd96
 def parse_overrides(items: list[str]) -> dict:
     "`NAME=VALUE` strings → a dict of SDRCConfig overrides."
     import ast
@@ -160,21 +175,44 @@ def parse_overrides(items: list[str]) -> dict:
             overrides[name] = value
     return overrides
 
-# %% ../nbs/07_cli.ipynb #09cb017b
-def run_train(args, parser: argparse.ArgumentParser) -> int:
-    "The `train` command."
+# %% ../nbs/07_cli.ipynb #3978c335
+def _check_train_arguments(args, parser: argparse.ArgumentParser) -> None:
+    "Exit with a usage error on arguments that are wrong whatever the data holds."
     _check_pair(args, parser)
+    if args.benchmark == "digits":
+        for name in (args.source, args.target):
+            if name not in DIGIT_DOMAINS:
+                parser.error(f"unknown digit domain {name!r}; choose one of {', '.join(DIGIT_DOMAINS)} (or pass --benchmark)")
+    elif args.data is None:
+        parser.error(f"--benchmark {args.benchmark} needs --data, the folder where its images are")
     if args.epochs <= 0:
         parser.error(f"--epochs must be positive, got {args.epochs}")
+    if args.workers < 0:
+        parser.error(f"--workers must be 0 or more, got {args.workers}")
+    if args.threads is not None and args.threads <= 0:
+        parser.error(f"--threads must be positive, got {args.threads}")
+
+def _train_pair(args):
+    "(pair, model or None for the default) that the train command's arguments name."
+    if args.benchmark == "digits":
+        return digit_pair(args.source, args.target, root=args.data, channels=3 if "mnistm" in (args.source, args.target) else 1), None
+    pair = benchmark_pair(args.benchmark, args.source, args.target, args.data, args.source_list, args.target_list)
+    return pair, resnet50_net(pair.num_classes, weights=None if args.no_pretrained else "IMAGENET1K_V1")
+
+def run_train(args, parser: argparse.ArgumentParser) -> int:
+    "The `train` command."
+    _check_train_arguments(args, parser)
     init_from_env(args.device)
     main = is_main()  # decided before the process group closes
     try:
+        pretrained = args.benchmark != "digits" and not args.no_pretrained  # an ImageNet backbone learns at 0.1× (the paper's recipe)
         cfg = TrainConfig(method=args.method, preset=args.preset, ablation=args.ablation,
                           overrides=parse_overrides(args.overrides), epochs=args.epochs, batch_size=args.batch_size,
                           lr=args.lr, seed=args.seed, device=args.device, record_samples=args.record_samples,
-                          compile=args.compile)
-        pair = digit_pair(args.source, args.target, root=args.data, channels=3 if "mnistm" in (args.source, args.target) else 1)
-        history = train(pair, cfg, out=args.out, resume=args.resume)
+                          compile=args.compile, num_workers=args.workers, threads=args.threads,
+                          backbone_lr_mult=0.1 if pretrained else 1.0)
+        pair, model = _train_pair(args)
+        history = train(pair, cfg, out=args.out, resume=args.resume, model=model)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
         print(f"sdrc train: error: {err}", file=sys.stderr)
         return 2
@@ -188,7 +226,7 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
         print(f"report: {write_report(args.out)}")
     return 0
 
-# %% ../nbs/07_cli.ipynb #6f329f59
+# %% ../nbs/07_cli.ipynb #15a41aea
 INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"), ("acc_centre_1", "{:>8.4f}"),
                 ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"), ("entropy_q", "{:>7.3f}"),
                 ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
@@ -221,7 +259,7 @@ def run_info(args) -> int:
         return 2
     return 0
 
-# %% ../nbs/07_cli.ipynb #a5ba7b4e
+# %% ../nbs/07_cli.ipynb #d81d9ebc
 def run_demo(args, parser: argparse.ArgumentParser) -> int:
     "The `demo` command."
     _check_pair(args, parser)

@@ -7,11 +7,13 @@ __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 
            'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'standardise_images', 'TensorDomain', 'DomainPair',
            'find_digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair', 'image_row',
            'mnistm_default_index', 'atomic_write', 'build_digits_bundle', 'Benchmark', 'train_transform',
-           'test_transform', 'ImageList', 'benchmark_domain', 'make_domain_pair', 'iterations_per_epoch',
-           'infinite_batches']
+           'test_transform', 'ImageList', 'benchmark_domain', 'benchmark_pair', 'make_domain_pair',
+           'iterations_per_epoch', 'load_batches', 'infinite_batches']
 
-# %% ../nbs/01_data.ipynb #57ea1c91
+# %% ../nbs/01_data.ipynb #811b6322
 import base64
+import copy
+import itertools
 import os
 import tempfile
 import zlib
@@ -26,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-# %% ../nbs/01_data.ipynb #d9723296
+# %% ../nbs/01_data.ipynb #002f6518
 def to_float_images(x: Tensor) -> Tensor:
     "uint8 images in [0, 255] → float32 in [-1, 1] (mean ½, std ½ normalisation); float inputs pass through."
     return x.float().mul_(2 / 255).sub_(1) if x.dtype == torch.uint8 else x
@@ -35,7 +37,7 @@ def standardise_images(x: Tensor, eps: float = 1e-3) -> Tensor:
     "Each channel of each image (…×H×W floats) to mean 0 and standard deviation 1 over its pixels."
     return (x - x.mean((-2, -1), keepdim=True)) / x.std((-2, -1), keepdim=True).clamp_min(eps)
 
-# %% ../nbs/01_data.ipynb #65c0cbaf
+# %% ../nbs/01_data.ipynb #3809c7db
 @dataclass
 class TensorDomain(Dataset):
     "A domain held in memory: inputs `x` (N×…, uint8 images or float features), labels `y`, a `name` and class names."
@@ -81,7 +83,11 @@ class TensorDomain(Dataset):
         "Number of samples of each class."
         return torch.bincount(self.y.cpu(), minlength=len(self.classes)).tolist()
 
-# %% ../nbs/01_data.ipynb #6dfade9a
+    def for_evaluation(self) -> "TensorDomain":
+        "The domain as evaluation sees it: itself (training augmentation of in-memory images happens in the trainer)."
+        return self
+
+# %% ../nbs/01_data.ipynb #984392e9
 @dataclass
 class DomainPair:
     "Source and target domains, each split into train and test. Target labels are for evaluation only."
@@ -109,7 +115,7 @@ class DomainPair:
             rows.append(f"| {split} | {getattr(ds, 'name', '?')} | {len(ds)} | " + " | ".join(map(str, counts)) + " |")
         return "\n".join(rows)
 
-# %% ../nbs/01_data.ipynb #eefdc996
+# %% ../nbs/01_data.ipynb #166fb69a
 DIGIT_DOMAINS = ("mnist", "usps", "mnistm")
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGITS_FILE = "digits_real.npz"
@@ -117,7 +123,7 @@ DEFAULT_DATA_DIR = Path("~/.cache/sdrc")
 TRAIN_SIZES = {"mnist": 4000, "usps": 7291, "mnistm": 1600}
 _BUNDLE_LAYOUT = {"mnist_x": 3, "mnist_y": 1, "usps_x": 3, "usps_y": 1, "mnistm_x": 4, "mnistm_y": 1}
 
-# %% ../nbs/01_data.ipynb #1e14ed37
+# %% ../nbs/01_data.ipynb #118fd472
 def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
     "The path of `digits_real.npz`: from `root`, else `$SDRC_DATA`, else `~/.cache/sdrc`; a clear error if absent."
     candidates = [root] if root is not None else [os.environ.get("SDRC_DATA"), DEFAULT_DATA_DIR]
@@ -133,7 +139,7 @@ def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
         "Set SDRC_DATA to the folder that holds it, pass root=..., or build it with "
         "`sdrc.data.build_digits_bundle` (needs MNIST, USPS and an MNIST-M folder).")
 
-# %% ../nbs/01_data.ipynb #3b2dc7ff
+# %% ../nbs/01_data.ipynb #dfb9bd4e
 def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     "Every array of a digit bundle, checked for the expected keys, ranks, dtypes and matching lengths."
     path = Path(path)
@@ -155,7 +161,7 @@ def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
                              "expected equal counts and labels 0-9")
     return arrays
 
-# %% ../nbs/01_data.ipynb #1de35f0f
+# %% ../nbs/01_data.ipynb #827c2d62
 def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
     "uint8 images N×H×W or N×H×W×C → uint8 tensor N×`channels`×`size`×`size`."
     if channels not in (1, 3):
@@ -173,7 +179,7 @@ def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
         t = t.expand(-1, 3, -1, -1)
     return t.round().clamp(0, 255).to(torch.uint8).contiguous()
 
-# %% ../nbs/01_data.ipynb #ec351efd
+# %% ../nbs/01_data.ipynb #1d12e889
 def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle: dict | None = None,
                  standardise: bool = False):
     "The train and test `TensorDomain`s of one digit domain (`mnist`, `usps` or `mnistm`)."
@@ -197,7 +203,7 @@ def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int
     target_train, target_test = digit_domain(target, size=size, channels=channels, bundle=bundle, standardise=standardise)
     return DomainPair(source_train, source_test, target_train, target_test, DIGIT_CLASSES)
 
-# %% ../nbs/01_data.ipynb #3b5c97a1
+# %% ../nbs/01_data.ipynb #3d21574e
 def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     "The first `n` images of an image domain side by side, as a PIL image."
     x = domain.x[:n].cpu()
@@ -206,7 +212,7 @@ def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     img = Image.fromarray(row.permute(1, 2, 0).numpy())
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
-# %% ../nbs/01_data.ipynb #2ed712c3
+# %% ../nbs/01_data.ipynb #347e265f
 _MNISTM_SUBSET = (
     "eNoB9QEK/qTn/gXcbPTpiRKkVyeagZckNBeUWZqNNkIUHCR+FSi+CCzJVY44zW4WTwRAzkFiBYAM85oczJmMq7JasWqMm32NGbya5vy2RiqIFxga1I6/"
     "m3VzyQdikPNMCYJrttjNVr1OW4oXj6l8TPjjIiYfbIUpU9agezXitG4+DwItYushmMEzH0MOul2M03US+LfQ8qYIaGLDlBxzO4MQ3HMuh9LxJrpqBDPr"
@@ -220,7 +226,7 @@ def mnistm_default_index() -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(_MNISTM_SUBSET)), np.uint8))[:4001]
     return np.flatnonzero(bits).astype(np.int64) + 5000
 
-# %% ../nbs/01_data.ipynb #1c20dc41
+# %% ../nbs/01_data.ipynb #97abcad9
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file to `path`; on any error nothing is left behind."
     path = Path(path)
@@ -235,7 +241,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             os.unlink(tmp)
     return path
 
-# %% ../nbs/01_data.ipynb #369c13b4
+# %% ../nbs/01_data.ipynb #d306e43a
 def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Images and labels of MNIST-M test images `index` from a folder in the original release's layout."
     labels_file, images_dir = folder / "mnist_m_test_labels.txt", folder / "mnist_m_test"
@@ -255,7 +261,7 @@ def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarra
         labels.append(int(label))
     return np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.uint8)
 
-# %% ../nbs/01_data.ipynb #c6012f4b
+# %% ../nbs/01_data.ipynb #d9071596
 def build_digits_bundle(out: str | os.PathLike, root: str | os.PathLike, download: bool = True,
                         mnistm_dir: str | os.PathLike | None = None, mnistm_index: Sequence[int] | None = None) -> Path:
     "Write a digit bundle to `out` (a folder or an .npz path) from torchvision's MNIST and USPS and an MNIST-M folder."
@@ -283,7 +289,7 @@ def build_digits_bundle(out: str | os.PathLike, root: str | os.PathLike, downloa
             np.savez_compressed(f, **arrays)
     return atomic_write(out, write)
 
-# %% ../nbs/01_data.ipynb #87db9df6
+# %% ../nbs/01_data.ipynb #558ce0b3
 _OFFICE31 = ("back_pack bike bike_helmet bookcase bottle calculator desk_chair desk_lamp desktop_computer file_cabinet "
              "headphones keyboard laptop_computer letter_tray mobile_phone monitor mouse mug paper_notebook pen phone "
              "printer projector punchers ring_binder ruler scissors speaker stapler tape_dispenser trash_can")
@@ -322,7 +328,7 @@ _DOMAINNET = (
     "trombone truck trumpet t-shirt umbrella underwear van vase violin washing_machine watermelon waterslide whale wheel "
     "windmill wine_bottle wine_glass wristwatch yoga zebra zigzag")
 
-# %% ../nbs/01_data.ipynb #81f6de2f
+# %% ../nbs/01_data.ipynb #47ceb1e4
 @dataclass(frozen=True)
 class Benchmark:
     "A domain-adaptation benchmark: its domains (short name → folder under the dataset root) and class names."
@@ -339,7 +345,7 @@ BENCHMARKS = {b.name: b for b in [
               tuple(_DOMAINNET.split())),
 ]}
 
-# %% ../nbs/01_data.ipynb #b74ebcb8
+# %% ../nbs/01_data.ipynb #808361c9
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def train_transform(resize: int = 256, crop: int = 224):
@@ -353,7 +359,7 @@ def test_transform(resize: int = 256, crop: int = 224):
     from torchvision import transforms as T
     return T.Compose([T.Resize((resize, resize)), T.CenterCrop(crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
-# %% ../nbs/01_data.ipynb #203db648
+# %% ../nbs/01_data.ipynb #5380d6db
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 def _read_list_file(root: Path, list_file: Path, num_classes: int) -> list[tuple[Path, int]]:
@@ -386,12 +392,14 @@ def _read_class_folders(root: Path, classes: Sequence[str]) -> list[tuple[Path, 
     return [(path, label[folder]) for folder in folders for path in sorted((root / folder).rglob("*"))
             if path.suffix.lower() in _IMAGE_SUFFIXES]
 
-# %% ../nbs/01_data.ipynb #3cf7afaf
+# %% ../nbs/01_data.ipynb #7c1a1e30
 class ImageList(Dataset):
     "Images on disk from a list file (`relative/path label` lines) or a class-per-folder tree; items `(x, y, index)`."
 
-    def __init__(self, root, classes: Sequence[str], list_file=None, transform=None, name: str | None = None):
+    def __init__(self, root, classes: Sequence[str], list_file=None, transform=None, name: str | None = None,
+                 eval_transform=None):
         self.root, self.classes, self.transform = Path(root), tuple(classes), transform
+        self.eval_transform = eval_transform if eval_transform is not None else transform
         self.name = name or self.root.name
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset root {self.root} not found; expected a folder holding the images "
@@ -417,7 +425,13 @@ class ImageList(Dataset):
     def class_counts(self) -> list[int]:
         return torch.bincount(self.y, minlength=len(self.classes)).tolist()
 
-# %% ../nbs/01_data.ipynb #ba7b2975
+    def for_evaluation(self) -> "ImageList":
+        "The same images read with the evaluation transform (a shallow copy: the list of files is shared)."
+        view = copy.copy(self)
+        view.transform = self.eval_transform
+        return view
+
+# %% ../nbs/01_data.ipynb #dfed9a47
 def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: bool = True) -> ImageList:
     "One domain of a known benchmark, e.g. `benchmark_domain('office31', 'A', '~/data/office31')`."
     if benchmark not in BENCHMARKS:
@@ -427,11 +441,16 @@ def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: b
         raise ValueError(f"{benchmark} has no domain {domain!r}; its domains are {', '.join(bench.domains)}")
     root = Path(root).expanduser()
     transform = train_transform() if train else test_transform()
-    if list_file is not None:
-        return ImageList(root, bench.classes, list_file, transform, name=f"{benchmark}/{domain}")
-    return ImageList(root / bench.domains[domain], bench.classes, None, transform, name=f"{benchmark}/{domain}")
+    folder = root if list_file is not None else root / bench.domains[domain]
+    return ImageList(folder, bench.classes, list_file, transform, name=f"{benchmark}/{domain}", eval_transform=test_transform())
 
-# %% ../nbs/01_data.ipynb #5b6b8f35
+def benchmark_pair(benchmark: str, source: str, target: str, root, source_list=None, target_list=None) -> DomainPair:
+    "Source → target of a known benchmark in the transductive protocol of the paper's main tables: every target image is trained on (without its label) and evaluated."
+    splits = [benchmark_domain(benchmark, name, root, list_file, train)
+              for name, list_file in ((source, source_list), (target, target_list)) for train in (True, False)]
+    return DomainPair(*splits, BENCHMARKS[benchmark].classes)
+
+# %% ../nbs/01_data.ipynb #9b212b62
 TOY_SHIFTS = {"rotate": 30.0, "translate": 1.5, "scale": 1.5}
 
 def _shift_points(x: Tensor, shift: str, amount: float) -> Tensor:
@@ -451,7 +470,7 @@ def _class_means(num_classes: int, dim: int, radius: float, g: torch.Generator) 
         return radius * torch.stack([angles.cos(), angles.sin()], 1)
     return radius * F.normalize(torch.randn(num_classes, dim, generator=g), dim=1)
 
-# %% ../nbs/01_data.ipynb #fd35e1af
+# %% ../nbs/01_data.ipynb #41e46f09
 def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2, shift: str = "rotate",
                      amount: float | None = None, imbalance: float | None = None, spread: float = 0.5,
                      radius: float = 3.0, seed: int = 0) -> DomainPair:
@@ -477,7 +496,7 @@ def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2,
     return DomainPair(draw("source/train", [1.0] * num_classes), draw("source/test", [1.0] * num_classes),
                       draw("target/train", keep), draw("target/test", keep), classes)
 
-# %% ../nbs/01_data.ipynb #b56839f6
+# %% ../nbs/01_data.ipynb #5012aad2
 def iterations_per_epoch(n_source: int, n_target: int, batch_size: int) -> int:
     "Iterations in one epoch: enough batches to see every sample of the larger domain once."
     if batch_size < 1:
@@ -489,16 +508,29 @@ def _index_batches(n: int, batch_size: int, shuffle: bool, generator, rank: int,
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     return [order[start:start + batch_size] for start in range(rank * batch_size, n, batch_size * world)]
 
+def load_batches(dataset: Dataset, index_batches: Sequence[Tensor], device=None, seed: int = 0, **loader_kwargs) -> Iterator:
+    "`(x, y, index)` of each index batch: one indexing operation for a `TensorDomain`, else a `DataLoader` whose batches are copied to `device` (from pinned memory, without waiting, when it is a GPU). The loader's worker seeds come from `seed`, not from the global random state, which reading from disk therefore leaves as it was."
+    if isinstance(dataset, TensorDomain):
+        yield from (dataset.batch(index) for index in index_batches)
+        return
+    pin = device is not None and torch.device(device).type == "cuda"
+    loader = DataLoader(dataset, batch_sampler=[index.tolist() for index in index_batches], pin_memory=pin,
+                        generator=torch.Generator().manual_seed(seed), **loader_kwargs)
+    for x, y, index in loader:
+        if device is not None:
+            layout = torch.channels_last if x.ndim == 4 else torch.contiguous_format
+            x = x.to(device, non_blocking=True, memory_format=layout)
+            y, index = y.to(device, non_blocking=True), index.to(device, non_blocking=True)
+        yield x, y, index
+
 def infinite_batches(dataset: Dataset, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None,
-                     rank: int = 0, world: int = 1, **loader_kwargs) -> Iterator:
+                     rank: int = 0, world: int = 1, device=None, **loader_kwargs) -> Iterator:
     "`(x, y, index)` batches forever, reshuffled at each pass; with `world` > 1 processes, process `rank`'s share."
     if len(dataset) == 0:
         raise ValueError(f"cannot draw batches from an empty dataset ({getattr(dataset, 'name', dataset)!r})")
     if -(-len(dataset) // batch_size) < world:
         raise ValueError(f"{len(dataset)} samples make fewer batches of {batch_size} than there are processes ({world})")
-    while True:
-        batches = _index_batches(len(dataset), batch_size, shuffle, generator, rank, world)
-        if isinstance(dataset, TensorDomain):
-            yield from (dataset.batch(index) for index in batches)
-        else:
-            yield from DataLoader(dataset, batch_sampler=[index.tolist() for index in batches], **loader_kwargs)
+    base_seed = generator.initial_seed() if generator is not None else 0
+    for n_pass in itertools.count():  # loader workers get new seeds at every pass (new random crops of each image)
+        yield from load_batches(dataset, _index_batches(len(dataset), batch_size, shuffle, generator, rank, world),
+                                device, seed=base_seed * 1_000_003 + n_pass, **loader_kwargs)

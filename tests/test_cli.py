@@ -1,7 +1,9 @@
 """Tests of the `sdrc` command: the demo on real digits, and clear errors with a non-zero exit for bad arguments."""
+import numpy as np
 import pytest
 
 from sdrc.cli import build_parser, demo, format_demo, main
+from sdrc.snapshots import RunRecord
 
 
 def test_demo_on_real_digits(digits_root):
@@ -80,7 +82,11 @@ def test_train_then_info(digits_root, tmp_path, capsys, monkeypatch):
     (["train", "--source", "usps", "--target", "usps"], "both 'usps'"),
     (["train", "--epochs", "0"], "--epochs must be positive"),
     (["train", "--method", "mcd"], "invalid choice: 'mcd'"),
-    (["train", "--target", "svhn"], "invalid choice: 'svhn'"),
+    (["train", "--target", "svhn"], "unknown digit domain 'svhn'"),
+    (["train", "--benchmark", "office31", "--source", "A", "--target", "W"], "--benchmark office31 needs --data"),
+    (["train", "--benchmark", "imagenet"], "invalid choice: 'imagenet'"),
+    (["train", "--workers", "-1"], "--workers must be 0 or more"),
+    (["train", "--threads", "0"], "--threads must be positive"),
 ])
 def test_train_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -106,3 +112,43 @@ def test_parse_overrides():
     assert parse_overrides(["detach_q=true", "beta=0.5", "q_kind=dec"]) == {"detach_q": True, "beta": 0.5, "q_kind": "dec"}
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_overrides(["detach_q"])
+
+
+def _office_tree(root, domains=("amazon", "webcam"), per_class=2):
+    "A tiny Office-31-shaped tree of random images: two classes in each domain."
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for domain in domains:
+        for cls in ("bike", "mug"):
+            folder = root / domain / "images" / cls
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / f"{k}.jpg")
+
+
+def test_train_on_a_benchmark_read_from_disk(tmp_path, capsys, monkeypatch):
+    "One epoch on an Office-31-shaped tree made on the spot; a small network stands in for ResNet-50 (minutes on a CPU)."
+    import sdrc.cli as cli
+    from torch import nn
+    from sdrc.models import SRDCNet
+    asked = []
+
+    def small_net(num_classes, weights):
+        asked.append(weights)
+        backbone = nn.Sequential(nn.Conv2d(3, 8, 7, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return SRDCNet(backbone, 8, num_classes, 8)
+    monkeypatch.setattr(cli, "resnet50_net", small_net)
+    _office_tree(tmp_path / "office31")
+    out = tmp_path / "run"
+    argv = ["train", "--benchmark", "office31", "--data", str(tmp_path / "office31"), "--source", "A", "--target", "W",
+            "--no-pretrained", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--threads", "2",
+            "--record-samples", "0", "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    assert "final target accuracy" in capsys.readouterr().out
+    run = RunRecord.open(out)
+    assert run.meta["data"]["target_train"] == dict(name="office31/W", size=4) and len(run.meta["classes"]) == 31
+    assert run.meta["config"]["backbone_lr_mult"] == 1.0 and run.meta["config"]["num_workers"] == 0
+    assert asked == [None]  # --no-pretrained: no ImageNet weights (and no download)
+    assert main(argv[:-4] + ["--source", "D", "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset root" in err and "dslr" in err

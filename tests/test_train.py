@@ -96,6 +96,7 @@ def test_records_on_disk(toy, tmp_path):
     assert arrays["target_feat_0"].shape == (n, 64) and arrays["target_feat_0"].dtype == np.float16
     assert arrays["target_p"].shape == arrays["target_q"].shape == arrays["target_phat_1"].shape == (n, 3)
     assert arrays["centres_1"].shape == (3, 32) and arrays["source_weight"].dtype == np.float16
+    assert arrays["target_phat_1"].dtype == np.float32  # nearly uniform: float16 would tie
     assert np.array_equal(arrays["target_index"], run.arrays(0)["target_index"])  # the same samples every epoch
     assert np.array_equal(arrays["target_y"], toy.target_train.y[arrays["target_index"]].numpy())
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
@@ -245,3 +246,70 @@ def test_colour_augmentation_leaves_grey_runs_unchanged():
             for on in (True, False)]
     strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in h]  # noqa: E731
     assert strip(runs[0]) == strip(runs[1])
+
+
+# ---------------------------------------------------------------- images read from disk
+
+def _images_on_disk(folder, domain: TensorDomain, name: str) -> "ImageList":
+    "Write `domain`'s uint8 images as PNG files listed in order, and read them back as an ImageList."
+    from PIL import Image
+    from sdrc.data import ImageList
+    lines = []
+    for i, (x, y) in enumerate(zip(domain.x, domain.y)):
+        path = folder / name / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x.permute(1, 2, 0).numpy()).save(path)
+        lines.append(f"{name}/{i:04d}.png {int(y)}")
+    (folder / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    as_model_input = lambda img: torch.from_numpy(np.array(img)).permute(2, 0, 1).float().mul_(2 / 255).sub_(1)  # noqa: E731
+    return ImageList(folder, domain.classes, folder / f"{name}.txt", transform=as_model_input, name=name)
+
+
+def _random_images(n: int, classes: int, seed: int, name: str) -> TensorDomain:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = (torch.rand(n, 3, 28, 28, generator=g) * 120 + 40 * y.view(-1, 1, 1, 1)).to(torch.uint8)
+    return TensorDomain(x, y, name, ("a", "b", "c"))
+
+
+def test_images_read_from_disk_train_exactly_like_the_same_images_in_memory(tmp_path):
+    from sdrc.models import digit_net
+    source, target = _random_images(48, 3, 0, "src"), _random_images(40, 3, 1, "tgt")
+    in_memory = DomainPair(source, source, target, target, source.classes)
+    on_disk_s, on_disk_t = _images_on_disk(tmp_path, source, "src"), _images_on_disk(tmp_path, target, "tgt")
+    on_disk = DomainPair(on_disk_s, on_disk_s, on_disk_t, on_disk_t, source.classes)
+    cfg = small(preset="official", epochs=2, batch_size=16, bn_samples=32, shift_augment=0, colour_augment=False,
+                record_samples=0, threads=1)
+    runs = []
+    for pair in (in_memory, on_disk):
+        torch.manual_seed(5)
+        trainer = Trainer(pair, cfg, model=digit_net(3, in_channels=3), progress=False)
+        runs.append((trainer.fit(log=lambda line: None), trainer))
+    (history_m, trainer_m), (history_d, trainer_d) = runs
+    drop_time = lambda h: [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in h]  # noqa: E731
+    assert drop_time(history_m) == drop_time(history_d)
+    for a, b in zip(trainer_m.model.state_dict().values(), trainer_d.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_images_on_disk_are_evaluated_with_the_test_transform(tmp_path):
+    from sdrc.data import ImageList
+    from sdrc.train import evaluation_view
+    domain = _images_on_disk(tmp_path, _random_images(6, 3, 0, "src"), "src")
+    flipped = ImageList(domain.root, domain.classes, tmp_path / "src.txt", transform=lambda img: domain.transform(img).flip(-1),
+                        eval_transform=domain.transform)
+    assert not torch.equal(flipped[0][0], domain[0][0])
+    assert torch.equal(evaluation_view(flipped)[0][0], domain[0][0])
+    assert evaluation_view(flipped).samples is flipped.samples and flipped.transform is not domain.transform
+
+
+def test_bad_threads_or_workers():
+    with pytest.raises(ValueError, match="`threads` must be a positive integer"):
+        TrainConfig(threads=0)
+    with pytest.raises(ValueError, match="`num_workers` must be a non-negative integer"):
+        TrainConfig(num_workers=-1)
+
+
+def test_dataset_q_not_detached_warns_that_it_changes_nothing(toy):
+    with pytest.warns(UserWarning, match="detach_q=False has no effect with q_scope='dataset'"):
+        Trainer(toy, small(preset="paper", overrides=dict(detach_q=False)), progress=False)
