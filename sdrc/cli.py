@@ -221,24 +221,26 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
     if not main:
         return 0
     best = max(history, key=lambda m: m["acc_f"])
-    print(f"final target accuracy {history[-1]['acc_f']:.4f} (best {best['acc_f']:.4f} at epoch {best['epoch']}); run in {args.out}")
+    print(f"final target accuracy {history[-1]['acc_f']:.4f} (best {best['acc_f']:.4f} at epoch {best['epoch']}; "
+          f"{history[-1]['acc_f_train']:.4f} on the unlabelled target images it trained on); run in {args.out}")
     if args.record_samples > 0:
         print(f"report: {write_report(args.out)}")
     return 0
 
 # %% ../nbs/07_cli.ipynb #15a41aea
-INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"), ("acc_centre_1", "{:>8.4f}"),
-                ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"), ("entropy_q", "{:>7.3f}"),
+INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_f_train", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"),
+                ("acc_centre_1", "{:>8.4f}"), ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"), ("entropy_q", "{:>7.3f}"),
                 ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
 
 def format_run(run: RunRecord) -> str:
     "A run's configuration line and a table of its per-epoch metrics."
     cfg = run.meta.get("config", {})
     head = ", ".join(f"{k}={cfg.get(k)}" for k in ("method", "preset", "ablation", "epochs", "seed"))
-    lines = [f"{run.folder}: {head}", " ".join(f"{name:>{max(5, len(f.format(0)))}}" for name, f in INFO_COLUMNS)]
+    widths = [max(len(name), len(f.format(0))) for name, f in INFO_COLUMNS]
+    lines = [f"{run.folder}: {head}", " ".join(f"{name:>{w}}" for (name, _), w in zip(INFO_COLUMNS, widths))]
     for m in run.epochs:
-        cells = [f.format(m[name]) if m.get(name) is not None else " " * len(f.format(0)) for name, f in INFO_COLUMNS]
-        lines.append(" ".join(f"{c:>{max(5, len(c))}}" for c in cells) + ("  collapse" if m.get("collapsed") else ""))
+        cells = [f.format(m[name]) if m.get(name) is not None else "" for name, f in INFO_COLUMNS]
+        lines.append(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)) + ("  collapse" if m.get("collapsed") else ""))
     return "\n".join(lines)
 
 def run_report(args) -> int:

@@ -74,6 +74,10 @@ def test_train_then_info(digits_root, tmp_path, capsys, monkeypatch):
     assert main(["info", str(out)]) == 0
     table = capsys.readouterr().out
     assert "method=srdc, preset=official" in table and len(table.strip().splitlines()) == 4  # header, columns, 2 epochs
+    columns, *rows = [line.removesuffix("  collapse") for line in table.splitlines()[1:]]
+    assert {len(columns)} == {len(r) for r in rows}  # every value under its column name
+    last = dict(zip(columns.split(), rows[-1].split()))
+    assert float(last["acc_f_train"]) == pytest.approx(RunRecord.open(out).metric("acc_f_train")[-1], abs=5e-5)
     assert main(argv) == 2 and "exists and is not empty" in capsys.readouterr().err  # nothing overwritten
     assert main(argv + ["--resume"]) == 0  # a finished run resumes to the same end
 
