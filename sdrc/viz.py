@@ -169,10 +169,10 @@ class ClusterExplorer:
 
 # %% ../nbs/06_viz.ipynb #3adf4bf3
 def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
-    "Per-epoch accuracy (classifier, centres, clusters), entropies of P and Q, and the share of each predicted class."
+    "Per-epoch accuracy (classifier on the test split and on the training target, centres, clusters), entropies of P and Q, and the share of each predicted class."
     epochs = run.metric("epoch")
     fig = make_subplots(rows=1, cols=3, subplot_titles=("target accuracy", "entropy (nats)", "predicted class shares"))
-    for name in ("acc_f", f"acc_centre_{space}", "cluster_acc"):
+    for name in ("acc_f", "acc_f_train", f"acc_centre_{space}", "cluster_acc"):
         fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=1)
     for name in ("entropy_p", "entropy_q"):
         fig.add_trace(go.Scatter(x=epochs, y=run.metric(name), name=name), row=1, col=2)

@@ -4,8 +4,8 @@ import pytest
 
 from conftest import train_toy_run
 from sdrc.snapshots import RunRecord
-from sdrc.viz import (ClusterExplorer, embed_run, mean_displacement, procrustes_align, representative_points,
-                      write_report)
+from sdrc.viz import (ClusterExplorer, embed_run, mean_displacement, metrics_figure, procrustes_align,
+                      representative_points, write_report)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,14 @@ def test_representative_points():
     arrays = dict(target_p=np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]], np.float16),
                   target_pred=np.array([0, 0, 0, 0]), target_y=np.array([0, 1, 0, 0]))
     assert representative_points(arrays, n=1) == [3, 1]
+
+
+def test_metrics_figure_plots_each_recorded_metric(run):
+    fig = metrics_figure(run, space=1)
+    lines = {t.name: list(t.y) for t in fig.data if t.showlegend is not False}
+    assert list(lines) == ["acc_f", "acc_f_train", "acc_centre_1", "cluster_acc", "entropy_p", "entropy_q"]
+    for name, y in lines.items():
+        assert y == run.metric(name)
+    shares = [list(t.y) for t in fig.data if t.showlegend is False]
+    assert len(shares) == len(run.meta["classes"])  # one line per class
+    assert [list(s) for s in zip(*shares)] == run.metric("pred_sizes")
