@@ -229,8 +229,8 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
 
 # %% ../nbs/07_cli.ipynb #15a41aea
 INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_f_train", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"),
-                ("acc_centre_1", "{:>8.4f}"), ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"), ("entropy_q", "{:>7.3f}"),
-                ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
+                ("acc_centre_1", "{:>8.4f}"), ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"),
+                ("entropy_q", "{:>7.3f}"), ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
 
 def format_run(run: RunRecord) -> str:
     "A run's configuration line and a table of its per-epoch metrics."

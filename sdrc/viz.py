@@ -169,7 +169,7 @@ class ClusterExplorer:
 
 # %% ../nbs/06_viz.ipynb #3adf4bf3
 def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
-    "Per-epoch accuracy (classifier on the test split and on the training target, centres, clusters), entropies of P and Q, and the share of each predicted class."
+    "Per-epoch target accuracies (f on the test split and on the training images, centres, clusters), entropies, class shares."
     epochs = run.metric("epoch")
     fig = make_subplots(rows=1, cols=3, subplot_titles=("target accuracy", "entropy (nats)", "predicted class shares"))
     for name in ("acc_f", "acc_f_train", f"acc_centre_{space}", "cluster_acc"):
