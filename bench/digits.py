@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from sdrc.data import digit_pair
-from sdrc.train import TrainConfig, train
+from sdrc.recipe import Recipe, Runtime
+from sdrc.train import train
 
 PAIRS = ("mnist:usps", "usps:mnist", "mnist:mnistm")
 METHODS = {"source-only": dict(method="source-only"), "DANN": dict(method="dann"),
@@ -28,10 +29,10 @@ METHODS = {"source-only": dict(method="source-only"), "DANN": dict(method="dann"
 def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
     "Train one run and return its summary."
     source, target = pair_name.split(":")
-    pair = digit_pair(source, target, channels=3 if "mnistm" in (source, target) else 1)
+    pair = digit_pair(source, target)  # grey pairs on one channel, MNIST-M in colour
     start = time.perf_counter()
-    history = train(pair, TrainConfig(**METHODS[method], epochs=epochs, seed=seed, record_samples=0), progress=False,
-                    log=lambda line: print(f"  {line}", flush=True))
+    history = train(pair, Recipe(**METHODS[method], epochs=epochs, seed=seed, record_samples=0),
+                    Runtime(progress=False, log=lambda line: print(f"  {line}", flush=True)))
     best = max(history, key=lambda m: m["acc_f"])
     return dict(pair=pair_name, method=method, seed=seed, epochs=epochs, final=history[-1]["acc_f"], best=best["acc_f"],
                 final_transductive=history[-1]["acc_f_train"],

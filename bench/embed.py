@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdrc.snapshots import RunRecord, RunWriter
+from sdrc.snapshots import EpochRecord, RunRecord, RunWriter
 from sdrc.viz import ClusterExplorer, embed_run, mean_displacement, pca_2d, umap_2d
 
 
@@ -34,12 +34,10 @@ def synthetic_run(folder: Path, n: int, epochs: int, k: int = 10, dim: int = 128
         feats, feats_s = centres[y] + spread * noise, centres[ys] + spread * noise_s
         p = np.full((n, k), 0.1 / (k - 1))
         p[np.arange(n), y] = 0.9
-        arrays = dict(target_index=np.arange(n), target_y=y.astype(np.int16), target_p=p.astype(np.float16),
-                      target_q=p.astype(np.float16), target_pred=y.astype(np.int16), target_cluster=y.astype(np.int16),
-                      source_index=np.arange(500), source_y=ys.astype(np.int16), source_weight=np.ones(500, np.float16),
-                      target_feat_1=feats.astype(np.float16), source_feat_1=feats_s.astype(np.float16),
-                      target_phat_1=p.astype(np.float16), centres_1=centres.astype(np.float32))
-        writer.add_epoch(e, dict(acc_f=0.9, acc_centre_1=0.9, cluster_acc=0.9, entropy_p=0.5, entropy_q=0.5), arrays)
+        record = EpochRecord(target_index=np.arange(n), target_y=y, target_p=p, target_q=p, target_pred=y, target_cluster=y,
+                             source_index=np.arange(500), source_y=ys, source_weight=np.ones(500), target_feat=[feats],
+                             source_feat=[feats_s], target_phat=[p], centres=[centres])
+        writer.add_epoch(e, dict(acc_f=0.9, acc_centre_0=0.9, cluster_acc=0.9, entropy_p=0.5, entropy_q=0.5), record)
     return RunRecord.open(folder)
 
 
@@ -58,21 +56,21 @@ def main():
         partial = RunRecord(run.folder, run.meta, run.epochs)
         partial.epoch_numbers = lambda e=e: list(range(e))
         start = time.perf_counter()
-        emb = embed_run(partial, space=1, method="umap", progress=False)
+        emb = embed_run(partial, space=0, method="umap", progress=False)
         times.append(time.perf_counter() - start)
     print(f"(a) UMAP, {args.points} target + 500 source points, {torch.get_num_threads()} threads")
     print(f"    first epoch (includes numba compilation): {times[0]:.1f} s")
     print(f"    later epochs, each started from the previous layout: median {statistics.median(times[1:]):.2f} s "
           f"(min {min(times[1:]):.2f}, max {max(times[1:]):.2f})")
 
-    raw = np.stack([umap_2d(run.arrays(e)["target_feat_1"].astype(np.float32)) for e in range(min(3, args.epochs))])
+    raw = np.stack([umap_2d(run.record(e).target_feat[0].astype(np.float32)) for e in range(min(3, args.epochs))])
     print("(b) mean displacement between consecutive epochs, in units of the layout's spread")
     print(f"    aligned UMAP (init + Procrustes): {mean_displacement(emb.coords[:3, :emb.n_target]):.3f}")
     print(f"    independent UMAP per epoch:       {mean_displacement(raw):.3f}")
-    pca = np.stack([pca_2d(run.arrays(e)["target_feat_1"].astype(np.float32)) for e in range(args.epochs)])
+    pca = np.stack([pca_2d(run.record(e).target_feat[0].astype(np.float32)) for e in range(args.epochs)])
     print(f"    independent PCA per epoch:        {mean_displacement(pca):.3f}")
 
-    explorer = ClusterExplorer(run, space=1, embedding=emb)
+    explorer = ClusterExplorer(run, space=0, embedding=emb)
     switches = []
     for i in range(30):
         start = time.perf_counter()

@@ -35,7 +35,9 @@ from loss_overhead import released_code_style  # noqa: E402
 from sdrc.cluster import kmeans  # noqa: E402
 from sdrc.data import DomainPair, ImageList, TensorDomain, digit_pair, test_transform, train_transform  # noqa: E402
 from sdrc.models import resnet50_net  # noqa: E402
-from sdrc.train import Trainer, TrainConfig, train  # noqa: E402
+from sdrc.observe import observe  # noqa: E402
+from sdrc.recipe import Recipe, Runtime  # noqa: E402
+from sdrc.train import Trainer, train  # noqa: E402
 
 FULL = dict(device="cuda", image=224, n_source=2817, n_target=795, classes=31, batch=64, ref_steps=30,
             kmeans=((100_000, 2048, 65), (200_000, 2048, 345)), digit_epochs=30, workers=12)
@@ -92,15 +94,17 @@ def reference_images_per_second(s: dict, device) -> float:
 
 def time_epoch(pair: DomainPair, s: dict, device, compile_model: bool, num_workers: int = 0, repeats: int = 3) -> dict:
     "Median seconds of sdrc's training epoch and of its observation on `pair` (ResNet-50, random weights), after a warm-up epoch."
-    cfg = TrainConfig(preset="official", epochs=10, batch_size=s["batch"], backbone_lr_mult=0.1, warmup_epochs=0,
-                      record_samples=0, device=str(device), compile=compile_model, num_workers=num_workers)
-    trainer = Trainer(pair, cfg, model=resnet50_net(s["classes"], weights=None), progress=False)
-    state, _, _ = trainer.observe(0)
-    trainer.train_epoch(0, state)  # warm-up (and compilation)
-    observe = median_seconds(lambda: trainer.observe(1), device, repeats=repeats, warmup=0)
-    epoch = median_seconds(lambda: trainer.train_epoch(1, state), device, repeats=repeats, warmup=0)
+    recipe = Recipe(preset="official", epochs=10, batch_size=s["batch"], backbone_lr_mult=0.1, warmup_epochs=0,
+                    record_samples=0)
+    runtime = Runtime(device=str(device), compile=compile_model, workers=num_workers, progress=False, log=None)
+    trainer = Trainer(pair, recipe, runtime, model=resnet50_net(s["classes"], weights=None))
+    look = lambda epoch: observe(trainer.model, trainer.domains, epoch, recipe, num_workers=num_workers)  # noqa: E731
+    obs = look(0)
+    trainer.train_epoch(obs, 0)  # warm-up (and compilation)
+    observe_s = median_seconds(lambda: look(1), device, repeats=repeats, warmup=0)
+    epoch = median_seconds(lambda: trainer.train_epoch(obs, 1), device, repeats=repeats, warmup=0)
     steps = -(-max(s["n_source"], s["n_target"]) // s["batch"])
-    return dict(epoch_s=epoch, observe_s=observe, images_per_s=2 * s["batch"] * steps / epoch)
+    return dict(epoch_s=epoch, observe_s=observe_s, images_per_s=2 * s["batch"] * steps / epoch)
 
 
 def sdrc_epoch(s: dict, device, compile_model: bool) -> dict:
@@ -147,13 +151,13 @@ def kmeans_seconds(n: int, d: int, k: int, device) -> float:
 def digit_run_seconds(epochs: int, device, data) -> float | None:
     "(e) SRDC (official) on MNIST→USPS, or None without the digit bundle."
     try:
-        pair = digit_pair("mnist", "usps", root=data, channels=1)
+        pair = digit_pair("mnist", "usps", root=data)
     except FileNotFoundError as err:
         print(f"(e) skipped: {err}", file=sys.stderr)
         return None
     start = time.perf_counter()
-    history = train(pair, TrainConfig(preset="official", epochs=epochs, record_samples=0, device=str(device)), progress=False,
-                    log=lambda line: None)
+    history = train(pair, Recipe(preset="official", epochs=epochs, record_samples=0),
+                    Runtime(device=str(device), progress=False, log=None))
     sync(device)
     print(f"(e) final target accuracy {history[-1]['acc_f']:.4f}", file=sys.stderr)
     return time.perf_counter() - start

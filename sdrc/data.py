@@ -6,20 +6,19 @@
 __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 'TRAIN_SIZES', 'BENCHMARKS', 'IMAGENET_MEAN',
            'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'standardise_images', 'TensorDomain', 'DomainPair',
            'find_digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair', 'image_row',
-           'mnistm_default_index', 'atomic_write', 'build_digits_bundle', 'Benchmark', 'train_transform',
-           'test_transform', 'ImageList', 'benchmark_domain', 'benchmark_pair', 'make_domain_pair',
-           'iterations_per_epoch', 'load_batches', 'infinite_batches']
+           'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform', 'ImageList',
+           'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'iterations_per_epoch', 'load_batches',
+           'infinite_batches']
 
-# %% ../nbs/01_data.ipynb #811b6322
+# %% ../nbs/01_data.ipynb #42231caf
 import base64
 import copy
 import itertools
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +26,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from .io import atomic_write
 
 # %% ../nbs/01_data.ipynb #002f6518
 def to_float_images(x: Tensor) -> Tensor:
@@ -37,7 +38,7 @@ def standardise_images(x: Tensor, eps: float = 1e-3) -> Tensor:
     "Each channel of each image (…×H×W floats) to mean 0 and standard deviation 1 over its pixels."
     return (x - x.mean((-2, -1), keepdim=True)) / x.std((-2, -1), keepdim=True).clamp_min(eps)
 
-# %% ../nbs/01_data.ipynb #3809c7db
+# %% ../nbs/01_data.ipynb #91922357
 @dataclass
 class TensorDomain(Dataset):
     "A domain held in memory: inputs `x` (N×…, uint8 images or float features), labels `y`, a `name` and class names."
@@ -87,7 +88,11 @@ class TensorDomain(Dataset):
         "The domain as evaluation sees it: itself (training augmentation of in-memory images happens in the trainer)."
         return self
 
-# %% ../nbs/01_data.ipynb #984392e9
+    def head(self, n: int) -> "TensorDomain":
+        "The first `n` samples, e.g. for a quick run of a notebook."
+        return replace(self, x=self.x[:n], y=self.y[:n])
+
+# %% ../nbs/01_data.ipynb #48f9928a
 @dataclass
 class DomainPair:
     "Source and target domains, each split into train and test. Target labels are for evaluation only."
@@ -105,6 +110,11 @@ class DomainPair:
         "The four splits by name."
         return {"source_train": self.source_train, "source_test": self.source_test,
                 "target_train": self.target_train, "target_test": self.target_test}
+
+    def head(self, n_train: int, n_test: int) -> "DomainPair":
+        "The pair cut to the first `n_train` training and `n_test` test samples of each domain: a small, quick copy."
+        cut = {"source_train": n_train, "source_test": n_test, "target_train": n_train, "target_test": n_test}
+        return DomainPair(**{name: split.head(cut[name]) for name, split in self.splits().items()}, classes=self.classes)
 
     def summary(self) -> str:
         "A small markdown table: samples per class in each split."
@@ -139,7 +149,7 @@ def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
         "Set SDRC_DATA to the folder that holds it, pass root=..., or build it with "
         "`sdrc.data.build_digits_bundle` (needs MNIST, USPS and an MNIST-M folder).")
 
-# %% ../nbs/01_data.ipynb #dfb9bd4e
+# %% ../nbs/01_data.ipynb #704aa794
 def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     "Every array of a digit bundle, checked for the expected keys, ranks, dtypes and matching lengths."
     path = Path(path)
@@ -154,6 +164,8 @@ def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if arrays[key].ndim != ndim or arrays[key].dtype != np.uint8:
             raise ValueError(f"{path}: {key!r} should be a {ndim}-D uint8 array, "
                              f"got shape {arrays[key].shape} and dtype {arrays[key].dtype}")
+    if arrays["mnistm_x"].shape[-1] not in (1, 3):
+        raise ValueError(f"{path}: 'mnistm_x' should hold N×H×W×3 colour images, got shape {arrays['mnistm_x'].shape}")
     for name in DIGIT_DOMAINS:
         x, y = arrays[f"{name}_x"], arrays[f"{name}_y"]
         if len(x) != len(y) or (len(y) and y.max() > 9):
@@ -179,7 +191,7 @@ def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
         t = t.expand(-1, 3, -1, -1)
     return t.round().clamp(0, 255).to(torch.uint8).contiguous()
 
-# %% ../nbs/01_data.ipynb #1d12e889
+# %% ../nbs/01_data.ipynb #c8fc706d
 def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle: dict | None = None,
                  standardise: bool = False):
     "The train and test `TensorDomain`s of one digit domain (`mnist`, `usps` or `mnistm`)."
@@ -192,12 +204,14 @@ def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle
     return (TensorDomain(x[:cut], y[:cut], f"{name}/train", DIGIT_CLASSES, standardise),
             TensorDomain(x[cut:], y[cut:], f"{name}/test", DIGIT_CLASSES, standardise))
 
-def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int = 32, channels: int = 3,
+def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int = 32, channels: int | None = None,
                standardise: bool | None = None) -> DomainPair:
-    "Source and target digit domains with the fixed splits above, at a common `size` and `channels`."
+    "Source and target digit domains with the fixed splits above, at a common `size` and `channels` (None: 3 with MNIST-M, else 1)."
     if source == target:
         raise ValueError(f"source and target are the same domain ({source!r}); pick two of {', '.join(DIGIT_DOMAINS)}")
-    standardise = "mnistm" in (source, target) if standardise is None else standardise
+    with_colour = "mnistm" in (source, target)
+    channels = (3 if with_colour else 1) if channels is None else channels
+    standardise = with_colour if standardise is None else standardise
     bundle = load_digits_bundle(find_digits_bundle(root))
     source_train, source_test = digit_domain(source, size=size, channels=channels, bundle=bundle, standardise=standardise)
     target_train, target_test = digit_domain(target, size=size, channels=channels, bundle=bundle, standardise=standardise)
@@ -225,21 +239,6 @@ def mnistm_default_index() -> np.ndarray:
     "The MNIST-M test indices (2,000 of 5000–9000, sorted) that the default bundle holds."
     bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(_MNISTM_SUBSET)), np.uint8))[:4001]
     return np.flatnonzero(bits).astype(np.int64) + 5000
-
-# %% ../nbs/01_data.ipynb #97abcad9
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    "Call `write(tmp_path)`, then rename the temporary file to `path`; on any error nothing is left behind."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 # %% ../nbs/01_data.ipynb #d306e43a
 def _read_mnistm(folder: Path, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -496,7 +495,7 @@ def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2,
     return DomainPair(draw("source/train", [1.0] * num_classes), draw("source/test", [1.0] * num_classes),
                       draw("target/train", keep), draw("target/test", keep), classes)
 
-# %% ../nbs/01_data.ipynb #5012aad2
+# %% ../nbs/01_data.ipynb #8ee54926
 def iterations_per_epoch(n_source: int, n_target: int, batch_size: int) -> int:
     "Iterations in one epoch: enough batches to see every sample of the larger domain once."
     if batch_size < 1:
@@ -508,14 +507,28 @@ def _index_batches(n: int, batch_size: int, shuffle: bool, generator, rank: int,
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     return [order[start:start + batch_size] for start in range(rank * batch_size, n, batch_size * world)]
 
+class _SeededItems(Dataset):
+    "`dataset` whose item `i` is read with torch's random state seeded from (`seed`, `i`), then restored."
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + i) % 2**63)
+            return self.dataset[i]
+
 def load_batches(dataset: Dataset, index_batches: Sequence[Tensor], device=None, seed: int = 0, **loader_kwargs) -> Iterator:
-    "`(x, y, index)` of each index batch: one indexing operation for a `TensorDomain`, else a `DataLoader` whose batches are copied to `device` (from pinned memory, without waiting, when it is a GPU). The loader's worker seeds come from `seed`, not from the global random state, which reading from disk therefore leaves as it was."
+    "`(x, y, index)` of each index batch: one indexing operation for a `TensorDomain`, else a `DataLoader` whose batches are copied to `device` (from pinned memory, without waiting, when it is a GPU)."
     if isinstance(dataset, TensorDomain):
         yield from (dataset.batch(index) for index in index_batches)
         return
     pin = device is not None and torch.device(device).type == "cuda"
-    loader = DataLoader(dataset, batch_sampler=[index.tolist() for index in index_batches], pin_memory=pin,
-                        generator=torch.Generator().manual_seed(seed), **loader_kwargs)
+    loader = DataLoader(_SeededItems(dataset, seed), batch_sampler=[index.tolist() for index in index_batches],
+                        pin_memory=pin, generator=torch.Generator().manual_seed(seed), **loader_kwargs)
     for x, y, index in loader:
         if device is not None:
             layout = torch.channels_last if x.ndim == 4 else torch.contiguous_format
@@ -531,6 +544,6 @@ def infinite_batches(dataset: Dataset, batch_size: int, shuffle: bool = True, ge
     if -(-len(dataset) // batch_size) < world:
         raise ValueError(f"{len(dataset)} samples make fewer batches of {batch_size} than there are processes ({world})")
     base_seed = generator.initial_seed() if generator is not None else 0
-    for n_pass in itertools.count():  # loader workers get new seeds at every pass (new random crops of each image)
+    for n_pass in itertools.count():  # a new seed at every pass: new random crops of each image
         yield from load_batches(dataset, _index_batches(len(dataset), batch_size, shuffle, generator, rank, world),
                                 device, seed=base_seed * 1_000_003 + n_pass, **loader_kwargs)

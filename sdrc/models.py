@@ -18,15 +18,17 @@ class ModelOutput:
     feats: list[Tensor]
     logits: Tensor
 
-# %% ../nbs/02_models.ipynb #08e22632
+# %% ../nbs/02_models.ipynb #0650407f
 class SRDCNet(nn.Module):
     "backbone → z; bottleneck(z) → b; classifier(b) → logits. Clustering spaces: z and b."
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, bottleneck_dim: int):
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, bottleneck_dim: int,
+                 backbone_lr_mult: float = 1.0):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"`num_classes` must be at least 2, got {num_classes}")
         self.backbone = backbone
+        self.backbone_lr_mult = backbone_lr_mult  # the backbone's learning rate relative to the new layers'
         self.bottleneck = nn.Sequential(nn.Linear(feature_dim, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU())
         self.classifier = nn.Linear(bottleneck_dim, num_classes)
         self.feature_dims = (feature_dim, bottleneck_dim)
@@ -38,7 +40,7 @@ class SRDCNet(nn.Module):
         return ModelOutput([z, b], self.classifier(b))
 
     def parameter_groups(self) -> tuple[list, list]:
-        "(backbone parameters, new-layer parameters): the paper trains the first at 0.1× the learning rate."
+        "(backbone parameters, new-layer parameters): the first train at `backbone_lr_mult` × the learning rate."
         return list(self.backbone.parameters()), [*self.bottleneck.parameters(), *self.classifier.parameters()]
 
 # %% ../nbs/02_models.ipynb #513e52b7
@@ -50,13 +52,13 @@ def digit_net(num_classes: int = 10, in_channels: int = 3, feature_dim: int = 50
         nn.Flatten(), nn.LazyLinear(feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU())
     return SRDCNet(backbone, feature_dim, num_classes, bottleneck_dim)
 
-# %% ../nbs/02_models.ipynb #1fe76708
+# %% ../nbs/02_models.ipynb #9cacc50f
 def resnet50_net(num_classes: int, weights: str | None = "IMAGENET1K_V1", bottleneck_dim: int = 512) -> SRDCNet:
-    "torchvision ResNet-50 (fc removed, 2048-d z) + Linear(2048, bottleneck_dim)-BN-ReLU + linear classifier."
+    "torchvision ResNet-50 (fc removed, 2048-d z) + Linear(2048, bottleneck_dim)-BN-ReLU + linear classifier; a pre-trained backbone learns at 0.1×."
     from torchvision.models import resnet50
     backbone = resnet50(weights=weights)
     backbone.fc = nn.Identity()
-    return SRDCNet(backbone, 2048, num_classes, bottleneck_dim)
+    return SRDCNet(backbone, 2048, num_classes, bottleneck_dim, backbone_lr_mult=1.0 if weights is None else 0.1)
 
 # %% ../nbs/02_models.ipynb #98a9cc8d
 def mlp_net(in_dim: int, num_classes: int, hidden: int = 64, bottleneck_dim: int = 32) -> SRDCNet:

@@ -7,7 +7,7 @@ __all__ = ['COLOURINGS', 'procrustes_align', 'pca_2d', 'umap_2d', 'Embedding', '
            'ClusterExplorer', 'metrics_figure', 'image_png', 'animated_scatter', 'representative_points',
            'distributions_figure', 'write_report']
 
-# %% ../nbs/06_viz.ipynb #1f1afe6d
+# %% ../nbs/06_viz.ipynb #7f3238cc
 import html
 import os
 from dataclasses import dataclass
@@ -19,8 +19,8 @@ from plotly.subplots import make_subplots
 from scipy.linalg import orthogonal_procrustes
 from tqdm.auto import tqdm
 
-from .data import atomic_write
-from .snapshots import RunRecord, write_arrays
+from .io import atomic_write, write_arrays
+from .snapshots import EpochRecord, RunRecord
 
 # %% ../nbs/06_viz.ipynb #1707d701
 def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def umap_2d(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neig
                    n_epochs=None if init is None else 100, n_jobs=1)
     return reducer.fit_transform(x)
 
-# %% ../nbs/06_viz.ipynb #63254472
+# %% ../nbs/06_viz.ipynb #53d50d35
 @dataclass
 class Embedding:
     "2-D layouts of one run: `coords[e]` is (n_target + n_source)×2 for epoch `epochs[e]`; the target comes first."
@@ -56,9 +56,9 @@ class Embedding:
     method: str
     space: int
 
-def _features(arrays: dict, space: int) -> np.ndarray:
+def _features(record: EpochRecord, space: int) -> np.ndarray:
     "Target then source features of one epoch's record, in float32."
-    return np.concatenate([arrays[f"target_feat_{space}"], arrays[f"source_feat_{space}"]]).astype(np.float32)
+    return np.concatenate([record.target_feat[space], record.source_feat[space]]).astype(np.float32)
 
 def _cache_path(run: RunRecord, method: str, space: int) -> Path:
     return run.folder / f"embedding_{method}_{space}.npz"
@@ -71,7 +71,7 @@ def _load_cache(path: Path) -> tuple[list[int], list[np.ndarray]]:
     except (OSError, ValueError, KeyError):
         return [], []
 
-# %% ../nbs/06_viz.ipynb #6adf9088
+# %% ../nbs/06_viz.ipynb #3aa1729e
 def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = "umap", seed: int = 0,
               progress: bool = True) -> Embedding:
     "Aligned 2-D layouts of every recorded epoch of `run` in clustering space `space` (`umap` or `pca`), cached."
@@ -86,16 +86,16 @@ def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = 
     if done != epochs[:len(done)]:
         done, coords = [], []
     for epoch in tqdm(epochs[len(done):], desc=f"{method} layouts", disable=not progress):
-        arrays = run.arrays(epoch)
-        if f"target_feat_{space}" not in arrays:
+        record = run.record(epoch)
+        if not 0 <= space < record.num_spaces:
             raise ValueError(f"{run.folder}: epoch {epoch} has no features of space {space}")
-        x = _features(arrays, space)
+        x = _features(record, space)
         previous = coords[-1] if coords else None
         layout = pca_2d(x) if method == "pca" else umap_2d(x, init=previous, seed=seed)
         coords.append(layout if previous is None else procrustes_align(layout, previous))
         done.append(epoch)
     write_arrays(path, dict(epochs=np.array(done), coords=np.stack(coords).astype(np.float32)))
-    n_target = len(run.arrays(epochs[0])["target_y"])
+    n_target = len(run.record(epochs[0]).target_y)
     return Embedding(done, np.stack(coords), n_target, method, space)
 
 # %% ../nbs/06_viz.ipynb #398d9793
@@ -104,34 +104,35 @@ def mean_displacement(coords: np.ndarray) -> float:
     spread = np.sqrt(((coords - coords.mean(1, keepdims=True)) ** 2).sum(-1).mean())
     return float(np.linalg.norm(np.diff(coords, axis=0), axis=-1).mean() / spread)
 
-# %% ../nbs/06_viz.ipynb #593258ac
+# %% ../nbs/06_viz.ipynb #bb6e3721
 COLOURINGS = ("true class", "prediction", "Q argmax", "p-hat argmax", "correct", "confidence", "source weight")
 
-def _epoch_views(arrays: dict, space: int) -> dict[str, np.ndarray]:
-    "Per-point values of one epoch for every colouring, target sample only."
-    y, pred = arrays["target_y"].astype(int), arrays["target_pred"].astype(int)
-    p = arrays["target_p"].astype(np.float32)
-    return {"true class": y, "prediction": pred, "Q argmax": arrays["target_q"].argmax(1),
-            "p-hat argmax": arrays[f"target_phat_{space}"].argmax(1), "correct": (pred == y).astype(int),
-            "confidence": p.max(1), "source weight": np.full(len(y), np.nan)}
+def _epoch_views(record: EpochRecord, space: int) -> dict[str, np.ndarray]:
+    "Per-point values of one epoch for every colouring: target points, then source points (class, or source weight)."
+    y, pred = record.target_y.astype(int), record.target_pred.astype(int)
+    views = {"true class": y, "prediction": pred, "Q argmax": record.target_q.argmax(1),
+             "p-hat argmax": record.target_phat[space].argmax(1), "correct": (pred == y).astype(int),
+             "confidence": record.target_p.astype(np.float32).max(1), "source weight": np.full(len(y), np.nan)}
+    weight = record.source_weight.astype(np.float32)
+    return {name: np.concatenate([v, weight if name == "source weight" else record.source_y.astype(int)])
+            for name, v in views.items()}
 
 def _is_discrete(colouring: str) -> bool:
     return colouring not in ("confidence", "source weight")
 
-# %% ../nbs/06_viz.ipynb #a1193a1d
+# %% ../nbs/06_viz.ipynb #ff892798
 class ClusterExplorer:
     "An ipywidgets + plotly explorer of a run: epoch slider, colourings, centres, source points, per-point P/Q/p̂."
 
     def __init__(self, run, space: int = 1, method: str = "pca", embedding: Embedding | None = None, images=None):
         self.run = run if isinstance(run, RunRecord) else RunRecord.open(run)
         self.space, self.classes, self.images = space, self.run.meta.get("classes", []), images
-        first = self.run.arrays(self.run.epoch_numbers()[0])
-        spaces = sorted(int(k.rsplit("_", 1)[1]) for k in first if k.startswith("target_feat_"))
+        spaces = range(self.run.record(self.run.epoch_numbers()[0]).num_spaces)
         # every layout is computed (or read from the cache) now, so that no callback ever runs an embedding
         self.embeddings = {j: embedding if embedding is not None and embedding.space == j
                            else embed_run(self.run, space=j, method=method, progress=False) for j in spaces}
         self.epochs = self.embeddings[space].epochs
-        self.records = [self.run.arrays(e) for e in self.epochs]
+        self.records = [self.run.record(e) for e in self.epochs]
         self.views = {j: [_epoch_views(a, j) for a in self.records] for j in spaces}
         self._build()
 
@@ -167,7 +168,7 @@ class ClusterExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/06_viz.ipynb #3adf4bf3
+# %% ../nbs/06_viz.ipynb #211f5568
 def metrics_figure(run: RunRecord, space: int = 1) -> go.Figure:
     "Per-epoch target accuracies (f on the test split and on the training images, centres, clusters), entropies, class shares."
     epochs = run.metric("epoch")
@@ -191,7 +192,7 @@ def _scatter_figure(self: ClusterExplorer) -> go.Figure:
     return fig
 
 def _details_figure(self: ClusterExplorer) -> go.Figure:
-    k = len(self.classes) or self.records[0]["target_p"].shape[1]
+    k = len(self.classes) or self.records[0].num_classes
     names = self.classes or [str(i) for i in range(k)]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=("P", "Q", "p-hat"), vertical_spacing=0.08)
     for row in (1, 2, 3):
@@ -209,7 +210,7 @@ def _metrics_figure(self: ClusterExplorer) -> go.Figure:
 ClusterExplorer._scatter_figure, ClusterExplorer._details_figure, ClusterExplorer._metrics_figure = (
     _scatter_figure, _details_figure, _metrics_figure)
 
-# %% ../nbs/06_viz.ipynb #ba1c42e7
+# %% ../nbs/06_viz.ipynb #b27caa5d
 def _centre_positions(xy: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
     "Each cluster's mean position in the layout (NaN for an empty cluster)."
     return np.array([xy[clusters == c].mean(0) if (clusters == c).any() else [np.nan, np.nan] for c in range(k)])
@@ -218,20 +219,21 @@ def _redraw(self: ClusterExplorer) -> None:
     "Show the selected epoch with the selected colouring; only trace data changes."
     self.space = self.space_choice.value
     e, n_t = self.slider.value, self.embedding.n_target
-    xy, arrays, values = self.embedding.coords[e], self.records[e], self.views[self.space][e][self.colour.value]
-    k = arrays["target_p"].shape[1]
-    centres = _centre_positions(xy[:n_t], arrays["target_cluster"].astype(int), k)
+    xy, record, values = self.embedding.coords[e], self.records[e], self.views[self.space][e][self.colour.value]
+    k = record.num_classes
+    centres = _centre_positions(xy[:n_t], record.target_cluster.astype(int), k)
     discrete = _is_discrete(self.colour.value)
     with self.scatter.batch_update():
         target = self.scatter.data[0]
         target.x, target.y = xy[:n_t, 0], xy[:n_t, 1]
-        target.marker.color = values
+        target.marker.color = values[:n_t]
         target.marker.colorscale = "Turbo" if discrete else "Viridis"
         target.marker.showscale = not discrete
-        target.text = [f"#{i} class {y} pred {p}" for i, y, p in zip(arrays["target_index"], arrays["target_y"], arrays["target_pred"])]
+        target.text = [f"#{i} class {y} pred {p}" for i, y, p in zip(record.target_index, record.target_y, record.target_pred)]
         source = self.scatter.data[1]
         source.x, source.y = xy[n_t:, 0], xy[n_t:, 1]
-        source.visible = self.show_source.value
+        source.marker.color = values[n_t:] if self.colour.value == "source weight" else "grey"
+        source.visible = self.show_source.value or self.colour.value == "source weight"
         self.scatter.data[2].x, self.scatter.data[2].y = centres[:, 0], centres[:, 1]
         self.scatter.data[2].text = [str(c) for c in range(k)]
         self.scatter.data[2].visible = self.show_centres.value
@@ -242,14 +244,14 @@ def _redraw(self: ClusterExplorer) -> None:
 def _select(self: ClusterExplorer, i: int) -> None:
     "Show P, Q and p̂ of target point `i` (position in the recorded sample) at the current epoch."
     self.selected = i
-    arrays = self.records[self.slider.value]
+    record = self.records[self.slider.value]
     with self.details.batch_update():
-        for trace, key in zip(self.details.data, ("target_p", "target_q", f"target_phat_{self.space}")):
-            trace.y = arrays[key][i].astype(float)
-    self.info.value = (f"<b>target sample #{int(arrays['target_index'][i])}</b>: true class {int(arrays['target_y'][i])}, "
-                       f"prediction {int(arrays['target_pred'][i])}, K-means cluster {int(arrays['target_cluster'][i])}")
+        for trace, values in zip(self.details.data, (record.target_p, record.target_q, record.target_phat[self.space])):
+            trace.y = values[i].astype(float)
+    self.info.value = (f"<b>target sample #{int(record.target_index[i])}</b>: true class {int(record.target_y[i])}, "
+                       f"prediction {int(record.target_pred[i])}, K-means cluster {int(record.target_cluster[i])}")
     if self.images is not None:
-        self.picture.value = image_png(self.images, int(arrays["target_index"][i]))
+        self.picture.value = image_png(self.images, int(record.target_index[i]))
         self.picture.layout.display = None
 
 def image_png(images, index: int) -> bytes:
@@ -267,12 +269,12 @@ def image_png(images, index: int) -> bytes:
 
 ClusterExplorer.redraw, ClusterExplorer.select = _redraw, _select
 
-# %% ../nbs/06_viz.ipynb #5454579d
-def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "prediction", space: int = 1) -> go.Figure:
+# %% ../nbs/06_viz.ipynb #bd137564
+def animated_scatter(embedding: Embedding, records: list[EpochRecord], colour: str = "prediction", space: int = 1) -> go.Figure:
     "A plotly figure with one frame per epoch and a slider."
     n_t = embedding.n_target
     def trace(e):
-        xy, values = embedding.coords[e, :n_t], _epoch_views(records[e], space)[colour]
+        xy, values = embedding.coords[e, :n_t], _epoch_views(records[e], space)[colour][:n_t]
         return go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(size=5, color=values, colorscale="Turbo"))
     frames = [go.Frame(data=[trace(e)], name=str(epoch)) for e, epoch in enumerate(embedding.epochs)]
     steps = [dict(method="animate", label=str(epoch), args=[[str(epoch)], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
@@ -283,32 +285,32 @@ def animated_scatter(embedding: Embedding, records: list[dict], colour: str = "p
                       updatemenus=[dict(type="buttons", buttons=[dict(label="play", method="animate", args=[None])])])
     return fig
 
-# %% ../nbs/06_viz.ipynb #7d9f73d7
-def representative_points(arrays: dict, n: int = 2) -> list[int]:
+# %% ../nbs/06_viz.ipynb #423f76e2
+def representative_points(record: EpochRecord, n: int = 2) -> list[int]:
     "Positions of the `n` most and least confident target points and of `n` misclassified ones."
-    confidence = arrays["target_p"].astype(np.float32).max(1)
+    confidence = record.target_p.astype(np.float32).max(1)
     order = np.argsort(confidence)
-    wrong = np.flatnonzero(arrays["target_pred"] != arrays["target_y"])[:n]
+    wrong = np.flatnonzero(record.target_pred != record.target_y)[:n]
     return list(dict.fromkeys([*order[-n:].tolist(), *order[:n].tolist(), *wrong.tolist()]))
 
-def distributions_figure(arrays: dict, points: list[int], space: int = 1) -> go.Figure:
+def distributions_figure(record: EpochRecord, points: list[int], space: int = 1) -> go.Figure:
     "Bar charts of P, Q and p̂ for each of `points`."
     fig = make_subplots(rows=len(points), cols=3, subplot_titles=[
-        f"#{int(arrays['target_index'][i])} (class {int(arrays['target_y'][i])}): {name}"
+        f"#{int(record.target_index[i])} (class {int(record.target_y[i])}): {name}"
         for i in points for name in ("P", "Q", "p-hat")])
     for row, i in enumerate(points, 1):
-        for col, key in enumerate(("target_p", "target_q", f"target_phat_{space}"), 1):
-            fig.add_trace(go.Bar(y=arrays[key][i].astype(float)), row=row, col=col)
+        for col, values in enumerate((record.target_p, record.target_q, record.target_phat[space]), 1):
+            fig.add_trace(go.Bar(y=values[i].astype(float)), row=row, col=col)
     fig.update_yaxes(range=[0, 1])
     fig.update_layout(height=220 * len(points), width=900, showlegend=False)
     return fig
 
-# %% ../nbs/06_viz.ipynb #c55eb189
+# %% ../nbs/06_viz.ipynb #7ce373a0
 def write_report(run, path=None, space: int = 1, method: str = "pca") -> Path:
     "One self-contained HTML report of `run` (default: report.html in the run folder), written atomically."
     run = run if isinstance(run, RunRecord) else RunRecord.open(run)
     embedding = embed_run(run, space=space, method=method, progress=False)
-    records = [run.arrays(e) for e in embedding.epochs]
+    records = [run.record(e) for e in embedding.epochs]
     figures = [animated_scatter(embedding, records, space=space), metrics_figure(run, space),
                distributions_figure(records[-1], representative_points(records[-1]), space)]
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0), auto_play=False) for i, f in enumerate(figures)]

@@ -12,9 +12,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(autouse=True)
 def seed():
-    "Every test starts from the same random state."
+    "Every test starts from the same random state, and leaves torch's thread count as it found it."
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
-    return 0
+    yield 0
+    torch.set_num_threads(threads)
 
 
 def _shared_data_dir():
@@ -42,8 +44,9 @@ def digits_root():
 def train_toy_run(folder, n_per_class: int = 40, epochs: int = 3, record_samples: int = 100):
     "Train SRDC (official preset) on small toy domains, recording every epoch in `folder`; returns the folder."
     from sdrc.data import make_domain_pair
-    from sdrc.train import TrainConfig, train
+    from sdrc.recipe import Recipe, Runtime
+    from sdrc.train import train
     toy = make_domain_pair(n_per_class=n_per_class, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
-    train(toy, TrainConfig(preset="official", epochs=epochs, batch_size=32, record_samples=record_samples), out=folder,
-          progress=False, log=lambda line: None)
+    train(toy, Recipe(preset="official", epochs=epochs, batch_size=32, record_samples=record_samples),
+          Runtime(progress=False, log=None), out=folder)
     return folder

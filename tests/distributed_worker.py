@@ -12,7 +12,11 @@ import torch
 
 from sdrc.data import make_domain_pair
 from sdrc.distributed import close, init_from_env, rank, world_size
-from sdrc.train import Trainer, TrainConfig
+from sdrc.observe import epoch_metrics, observe
+from sdrc.recipe import Recipe, Runtime
+from sdrc.train import Trainer, reset_centres
+
+QUIET = Runtime(device="cpu", progress=False, log=None)
 
 
 def toy_pair():
@@ -20,23 +24,24 @@ def toy_pair():
     return make_domain_pair(n_per_class=37, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
 
 
-def config(method: str) -> TrainConfig:
-    return TrainConfig(method=method, preset="official", epochs=2, batch_size=16, record_samples=50, device="cpu")
+def recipe(method: str) -> Recipe:
+    return Recipe(method=method, preset="official", epochs=2, batch_size=16, record_samples=50)
 
 
 def main(folder: Path) -> None:
     init_from_env("cpu")
     world = world_size()
-    trainer = Trainer(toy_pair(), config("srdc"), progress=False)
-    state, metrics, _ = trainer.observe(0)
-    seen = dict(centres=[c.detach().clone() for c in trainer.centres], q=state["q"], weights=state["weights"],
-                metrics=metrics)
-    srdc = Trainer(toy_pair(), config("srdc"), out=folder / f"run_{world}", progress=False)
-    history = srdc.fit(log=lambda line: None)
-    dann = Trainer(toy_pair(), config("dann"), progress=False)
-    dann.fit(log=lambda line: None)
+    trainer = Trainer(toy_pair(), recipe("srdc"), QUIET)
+    obs = observe(trainer.model, trainer.domains, 0, trainer.recipe)
+    reset_centres(trainer.centres, obs.centroids, keep_grad=True)
+    seen = dict(centres=[c.detach().clone() for c in trainer.centres], q=obs.q, weights=obs.weights,
+                metrics=epoch_metrics(obs))
+    srdc = Trainer(toy_pair(), recipe("srdc"), QUIET, out=folder / f"run_{world}")
+    history = srdc.fit()
+    dann = Trainer(toy_pair(), recipe("dann"), QUIET)
+    dann.fit()
     seen.update(history=history, params=[p.detach().clone() for p in (*srdc.model.parameters(), *srdc.centres)],
-                dann_params=[p.detach().clone() for p in (*dann.model.parameters(), *dann.discriminator.parameters())])
+                dann_params=[p.detach().clone() for p in (*dann.model.parameters(), *dann.extra.parameters())])
     torch.save(seen, folder / f"seen_rank{rank()}_of_{world}.pt")
     close()
 

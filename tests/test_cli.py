@@ -84,13 +84,17 @@ def test_train_then_info(digits_root, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--source", "usps", "--target", "usps"], "both 'usps'"),
-    (["train", "--epochs", "0"], "--epochs must be positive"),
+    (["train", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["train", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["train", "--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["train", "--device", "foo"], "unknown device 'foo'"),
+    (["train", "--set", "detach=true"], "unknown SDRC option(s) detach"),
     (["train", "--method", "mcd"], "invalid choice: 'mcd'"),
     (["train", "--target", "svhn"], "unknown digit domain 'svhn'"),
     (["train", "--benchmark", "office31", "--source", "A", "--target", "W"], "--benchmark office31 needs --data"),
     (["train", "--benchmark", "imagenet"], "invalid choice: 'imagenet'"),
-    (["train", "--workers", "-1"], "--workers must be 0 or more"),
-    (["train", "--threads", "0"], "--threads must be positive"),
+    (["train", "--workers", "-1"], "--workers must be an integer ≥ 0, got -1"),
+    (["train", "--threads", "0"], "--threads must be a positive integer, got 0"),
 ])
 def test_train_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -98,9 +102,10 @@ def test_train_bad_arguments(argv, message, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_train_bad_override_is_a_clear_error(tmp_path, capsys):
-    assert main(["train", "--set", "detach=true", "--out", str(tmp_path / "r"), "--data", str(tmp_path)]) == 2
-    assert "unknown SDRC option(s) detach" in capsys.readouterr().err
+def test_train_bad_override_is_a_clear_error_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--set", "detach=true", "--out", str(tmp_path / "r"), "--data", str(tmp_path)])
+    assert exit_info.value.code == 2 and "unknown SDRC option(s) detach" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
@@ -151,7 +156,7 @@ def test_train_on_a_benchmark_read_from_disk(tmp_path, capsys, monkeypatch):
     assert "final target accuracy" in capsys.readouterr().out
     run = RunRecord.open(out)
     assert run.meta["data"]["target_train"] == dict(name="office31/W", size=4) and len(run.meta["classes"]) == 31
-    assert run.meta["config"]["backbone_lr_mult"] == 1.0 and run.meta["config"]["num_workers"] == 0
+    assert run.meta["backbone_lr_mult"] == 1.0 and run.meta["runtime"]["workers"] == 0
     assert asked == [None]  # --no-pretrained: no ImageNet weights (and no download)
     assert main(argv[:-4] + ["--source", "D", "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err

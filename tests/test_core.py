@@ -526,6 +526,7 @@ def _batch(**changes):
     (dict(q_t=torch.rand(4, 3)), ValueError, "`q_t[0]` must have shape (5, 3)"),
     (dict(q_t=[None, None, None]), ValueError, "expected 2, got 3"),
     (dict(q_t=-torch.rand(5, 3)), ValueError, "`q_t[0]` has negative"),
+    (dict(q_t=torch.full((5, 3), 0.5)), ValueError, "`q_t[0]` rows must sum to 1"),
     (dict(weights_s=torch.ones(3)), ValueError, "`weights_s` has 3 entries"),
     (dict(lam=-1.0), ValueError, "`lam` must lie in"),
     (dict(lam=float("nan")), TypeError, "`lam` must be a finite real"),
@@ -550,3 +551,30 @@ def test_paper_preset_asks_for_source_weights():
 def test_weights_without_soft_selection_are_refused():
     with pytest.raises(ValueError, match="soft_select=False would ignore it"):
         SDRCLoss(3, "official")(**_batch(weights_s=torch.ones(4)))
+
+
+def test_source_weights_outside_the_unit_interval_are_refused():
+    q = [torch.softmax(torch.randn(5, 3), 1)] * 2
+    for w in (torch.tensor([0.5, -0.1, 1.0, 1.0]), torch.tensor([0.5, 1.2, 1.0, 1.0])):
+        with pytest.raises(ValueError, match=r"`weights_s` must lie in \[0, 1\]"):
+            SDRCLoss(3, "paper")(**_batch(q_t=q), weights_s=w)
+
+
+@given(dtype=st.sampled_from([torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]),
+       seed=st.integers(0, 2**16))
+def test_labels_of_any_integer_dtype_give_the_same_result(dtype, seed):
+    "With as many samples as classes, uint8 labels once indexed as a boolean mask; every integer dtype is a label now."
+    g = torch.Generator().manual_seed(seed)
+    z, centroids = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    y = torch.randperm(3, generator=g)
+    torch.testing.assert_close(source_weights(z, y.to(dtype), centroids), source_weights(z, y, centroids))
+    batch = _batch(logits_s=torch.randn(3, 3, generator=g), feats_s=[torch.randn(3, 6, generator=g)])
+    loss = SDRCLoss(3, "official")
+    expected = loss(**dict(batch, y_s=y)).loss
+    torch.testing.assert_close(loss(**dict(batch, y_s=y.to(dtype))).loss, expected)
+
+
+@pytest.mark.parametrize("labels", [torch.tensor([True, False, True, False]), torch.tensor([0.0, 1.0, 2.0, 0.0])])
+def test_labels_that_are_not_integers_are_refused(labels):
+    with pytest.raises(TypeError, match="`y_s` must hold integer class indices"):
+        SDRCLoss(3, "official")(**_batch(y_s=labels))

@@ -29,7 +29,8 @@ def test_real_bundle_loads_with_the_documented_counts(digits_root):
 def test_digit_pair_splits_and_shapes(digits_root):
     pair = digit_pair("mnist", "usps", root=digits_root)
     assert [len(s) for s in pair.splits().values()] == [4000, 1000, 7291, 2007]
-    assert pair.source_train.x.shape[1:] == (3, 32, 32) and pair.source_train.x.dtype == torch.uint8
+    assert pair.source_train.x.shape[1:] == (1, 32, 32) and pair.source_train.x.dtype == torch.uint8  # grey: one channel
+    assert digit_pair("mnist", "mnistm", root=digits_root).target_train.x.shape[1:] == (3, 32, 32)  # colour: three
     assert pair.target_train.class_counts() == [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644]
     x, y, i = pair.target_test.batch(torch.tensor([0, 5]))
     assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1 and i.tolist() == [0, 5]

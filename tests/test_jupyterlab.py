@@ -17,10 +17,10 @@ import pytest
 from test_browser import CHROMIUM, FLAGS, browser  # noqa: F401  (the shared browser fixture)
 
 NOTEBOOK_CELLS = [
-    "from sdrc.data import make_domain_pair\nfrom sdrc.train import TrainConfig, train\nfrom sdrc.viz import ClusterExplorer",
+    "from sdrc.data import make_domain_pair\nfrom sdrc.recipe import Recipe, Runtime\nfrom sdrc.train import train\n"
+    "from sdrc.viz import ClusterExplorer",
     "toy = make_domain_pair(n_per_class=40, num_classes=3, dim=4, shift='translate', amount=1.5, seed=0)\n"
-    "_ = train(toy, TrainConfig(preset='official', epochs=3, batch_size=32, record_samples=100), out='run', "
-    "progress=False, log=lambda line: None)",
+    "_ = train(toy, Recipe(epochs=3, batch_size=32, record_samples=100), Runtime(progress=False, log=None), out='run')",
     "ClusterExplorer('run', space=1, method='pca')",
 ]
 

@@ -5,11 +5,12 @@ import torch
 from hypothesis import given, strategies as st
 
 from sdrc.data import DomainPair, TensorDomain, digit_pair, make_domain_pair
+from sdrc.observe import Extracted, Observation, epoch_metrics, evaluation_view
+from sdrc.recipe import Recipe, Runtime
 from sdrc.snapshots import RunRecord
-from sdrc.train import (CHECKPOINT, TrainConfig, Trainer, epoch_statistics, extract, load_checkpoint, random_colour, summary_line,
-                        train)
+from sdrc.train import CHECKPOINT, Trainer, load_checkpoint, random_colour, random_shift, summary_line, train
 
-QUIET = dict(progress=False, log=lambda line: None)
+QUIET = Runtime(progress=False, log=None, workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def toy():
 
 
 def small(**kw):
-    return TrainConfig(**{**dict(epochs=3, batch_size=32, record_samples=50, seed=0), **kw})
+    return Recipe(**{**dict(epochs=3, batch_size=32, record_samples=50, seed=0), **kw})
 
 
 # ---------------------------------------------------------------- configuration
@@ -29,21 +30,34 @@ def small(**kw):
     (dict(preset="tllib"), "unknown preset 'tllib'"),
     (dict(overrides={"detach": True}), "unknown SDRC option(s) detach"),
     (dict(epochs=0), "`epochs` must be a positive integer"),
+    (dict(epochs=2.5), "`epochs` must be a positive integer"),
     (dict(batch_size=-1), "`batch_size` must be a positive integer"),
-    (dict(lr=0.0), "`lr` must be positive"),
+    (dict(lr=0.0), "`lr` must lie in (0, inf]"),
+    (dict(lr=float("nan")), "`lr` must be a finite number"),
+    (dict(momentum=1.5), "`momentum` must lie in [0, 1]"),
+    (dict(record_samples=-1), "`record_samples` must be an integer ≥ 0"),
+    (dict(colour_augment="yes"), "`colour_augment` must be True or False"),
     (dict(lam_schedule="cosine"), "unknown lam_schedule 'cosine'"),
 ])
-def test_bad_configuration(kwargs, message):
-    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
-        TrainConfig(**kwargs)
+def test_bad_recipe(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        Recipe(**kwargs)
 
 
 def test_schedules():
-    assert TrainConfig(preset="official", epochs=10).lam(0) == 0.0
-    assert TrainConfig(preset="paper", epochs=10).lam(0) == 1.0
-    assert TrainConfig(preset="paper", lam_schedule="rampup", epochs=10).lam(0) == 0.0
-    assert TrainConfig(lr=0.01, epochs=10).learning_rate(0) == 0.01
-    assert TrainConfig(lr=0.01, epochs=10).learning_rate(5) == pytest.approx(0.01 / 6 ** 0.75)
+    assert Recipe(preset="official", epochs=10).lam(0) == 0.0
+    assert Recipe(preset="paper", epochs=10).lam(0) == 1.0
+    assert Recipe(preset="paper", lam_schedule="rampup", epochs=10).lam(0) == 0.0
+    assert Recipe(lr=0.01, epochs=10).learning_rate(0) == 0.01
+    assert Recipe(lr=0.01, epochs=10).learning_rate(5) == pytest.approx(0.01 / 6 ** 0.75)
+
+
+def test_the_loss_configuration_is_resolved_once():
+    "The recipe's `loss` is the SDRCConfig of preset, overrides and ablation; the trainer's loss uses that very one."
+    recipe = Recipe(preset="paper", overrides=dict(alpha=2.0), ablation="no-soft-select")
+    assert recipe.loss.alpha == 2.0 and recipe.loss.soft_select is False and recipe.loss.q_scope == "dataset"
+    toy = make_domain_pair(n_per_class=10, num_classes=3, dim=4, seed=0)
+    assert Trainer(toy, recipe, QUIET).loss_fn.config == recipe.loss
 
 
 # ---------------------------------------------------------------- methods on toy domains
@@ -54,7 +68,7 @@ def test_schedules():
     ("source-only", "paper", "none"), ("dann", "paper", "none"), ("oracle", "paper", "none"),
 ])
 def test_every_method_trains_and_reports(toy, method, preset, ablation):
-    history = train(toy, small(method=method, preset=preset, ablation=ablation), **QUIET)
+    history = train(toy, small(method=method, preset=preset, ablation=ablation), QUIET)
     assert [m["epoch"] for m in history] == [0, 1, 2, 3]
     last = history[-1]
     for key in ("acc_f", "acc_f_train", "cluster_acc", "nmi", "entropy_p", "entropy_q", "marginal_q", "collapsed"):
@@ -71,34 +85,35 @@ def test_every_method_trains_and_reports(toy, method, preset, ablation):
 
 def test_training_learns_the_toy_task(toy):
     for method in ("source-only", "oracle", "srdc"):
-        history = train(toy, small(method=method, preset="official", epochs=6), **QUIET)
+        history = train(toy, small(method=method, preset="official", epochs=6), QUIET)
         assert history[-1]["acc_f"] > 0.9, (method, history[-1]["acc_f"])
 
 
 def test_same_seed_same_run_bit_for_bit(toy):
-    a = train(toy, small(preset="official"), **QUIET)
-    b = train(toy, small(preset="official"), **QUIET)
+    a = train(toy, small(preset="official"), QUIET)
+    b = train(toy, small(preset="official"), QUIET)
     strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
     assert strip(a) == strip(b)
-    c = train(toy, small(preset="official", seed=1), **QUIET)
+    c = train(toy, small(preset="official", seed=1), QUIET)
     assert strip(a) != strip(c)
 
 
 # ---------------------------------------------------------------- records and checkpoints
 
 def test_records_on_disk(toy, tmp_path):
-    train(toy, small(preset="paper"), out=tmp_path / "run", **QUIET)
+    train(toy, small(preset="paper"), QUIET, out=tmp_path / "run")
     run = RunRecord.open(tmp_path / "run")
     assert run.epoch_numbers() == [0, 1, 2, 3] and len(run.epochs) == 4
     assert run.meta["config"]["preset"] == "paper" and "torch" in run.meta["versions"]
-    arrays = run.arrays(3)
+    assert run.meta["loss"]["q_scope"] == "dataset" and run.meta["runtime"]["workers"] == 0
+    record = run.record(3)
     n = min(50, len(toy.target_train))
-    assert arrays["target_feat_0"].shape == (n, 64) and arrays["target_feat_0"].dtype == np.float16
-    assert arrays["target_p"].shape == arrays["target_q"].shape == arrays["target_phat_1"].shape == (n, 3)
-    assert arrays["centres_1"].shape == (3, 32) and arrays["source_weight"].dtype == np.float16
-    assert arrays["target_phat_1"].dtype == np.float32  # nearly uniform: float16 would tie
-    assert np.array_equal(arrays["target_index"], run.arrays(0)["target_index"])  # the same samples every epoch
-    assert np.array_equal(arrays["target_y"], toy.target_train.y[arrays["target_index"]].numpy())
+    assert record.target_feat[0].shape == (n, 64) and record.target_feat[0].dtype == np.float16
+    assert record.target_p.shape == record.target_q.shape == record.target_phat[1].shape == (n, 3)
+    assert record.centres[1].shape == (3, 32) and record.source_weight.dtype == np.float16
+    assert record.target_phat[1].dtype == np.float32  # nearly uniform: float16 would tie
+    assert np.array_equal(record.target_index, run.record(0).target_index)  # the same samples every epoch
+    assert np.array_equal(record.target_y, toy.target_train.y[record.target_index].numpy())
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert state["next_epoch"] == 3
 
@@ -107,7 +122,7 @@ def test_existing_folder_is_not_overwritten(toy, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="exists and is not empty"):
-        train(toy, small(), out=tmp_path / "run", **QUIET)
+        train(toy, small(), QUIET, out=tmp_path / "run")
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
@@ -130,7 +145,7 @@ class Payload:
 
 def test_resume_after_a_stop_mid_epoch_ends_identically(toy, tmp_path, monkeypatch):
     cfg = small(preset="official", epochs=4)
-    straight = train(toy, cfg, out=tmp_path / "a", **QUIET)
+    straight = train(toy, cfg, QUIET, out=tmp_path / "a")
     calls = {"n": 0}
     step = Trainer.step
 
@@ -141,33 +156,79 @@ def test_resume_after_a_stop_mid_epoch_ends_identically(toy, tmp_path, monkeypat
         step(self, loss)
     monkeypatch.setattr(Trainer, "step", stopping_step)
     with pytest.raises(Stop):
-        train(toy, cfg, out=tmp_path / "b", **QUIET)
+        train(toy, cfg, QUIET, out=tmp_path / "b")
     monkeypatch.setattr(Trainer, "step", step)
     assert RunRecord.open(tmp_path / "b").epoch_numbers() == [0, 1]
-    resumed = train(toy, cfg, out=tmp_path / "b", resume=True, **QUIET)
+    resumed = train(toy, cfg, QUIET, out=tmp_path / "b", resume=True)
     strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
     assert strip(resumed) == strip(straight)
     assert strip(RunRecord.open(tmp_path / "b").epochs) == strip(RunRecord.open(tmp_path / "a").epochs)
-    a, b = RunRecord.open(tmp_path / "a").arrays(4), RunRecord.open(tmp_path / "b").arrays(4)
+    a, b = RunRecord.open(tmp_path / "a").record(4).to_arrays(), RunRecord.open(tmp_path / "b").record(4).to_arrays()
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_resume_with_another_configuration_is_refused(toy, tmp_path):
-    train(toy, small(epochs=2), out=tmp_path / "run", **QUIET)
-    with pytest.raises(ValueError, match="configuration differs in lr"):
-        train(toy, small(epochs=2, lr=0.1), out=tmp_path / "run", resume=True, **QUIET)
+def test_resume_with_another_recipe_is_refused(toy, tmp_path):
+    train(toy, small(epochs=2), QUIET, out=tmp_path / "run")
+    with pytest.raises(ValueError, match="recipe differs in lr"):
+        train(toy, small(epochs=2, lr=0.1), QUIET, out=tmp_path / "run", resume=True)
+
+
+def test_resume_under_another_runtime_works(toy, tmp_path, monkeypatch):
+    """Loader processes, progress display and threads are runtime settings: a resume may change them. With the same
+    thread count it ends bit for bit as the uninterrupted run; another thread count may round differently."""
+    cfg = small(preset="official", epochs=3)
+    straight = train(toy, cfg, QUIET, out=tmp_path / "a")
+    step = Trainer.step
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
+    for folder, resumed_runtime in (("b", Runtime(progress=True, log=None, workers=3)), ("c", Runtime(log=None, threads=1))):
+        calls = {"n": 0}
+
+        def stopping_step(self, loss):
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise Stop
+            step(self, loss)
+        monkeypatch.setattr(Trainer, "step", stopping_step)
+        with pytest.raises(Stop):
+            train(toy, cfg, QUIET, out=tmp_path / folder)
+        monkeypatch.setattr(Trainer, "step", step)
+        resumed = train(toy, cfg, resumed_runtime, out=tmp_path / folder, resume=True)
+        assert [m["epoch"] for m in resumed] == [0, 1, 2, 3]
+        if folder == "b":
+            assert strip(resumed) == strip(straight)
+
+
+def test_library_and_command_line_defaults_agree():
+    "One set of defaults: every train option of the CLI defaults to the Recipe's or Runtime's value."
+    from sdrc.cli import build_parser
+    args = build_parser().parse_args(["train"])
+    recipe, runtime = Recipe(), Runtime()
+    for name in ("method", "preset", "ablation", "epochs", "batch_size", "lr", "seed", "record_samples"):
+        assert getattr(args, name) == getattr(recipe, name), name
+    for name in ("device", "workers", "threads", "compile"):
+        assert getattr(args, name) == getattr(runtime, name), name
+
+
+def test_a_pretrained_backbone_learns_at_a_tenth_from_python_and_from_the_command_line(tmp_path, monkeypatch):
+    "The multiplier comes from the network, so `train(benchmark_pair(...))` and `sdrc train --benchmark` agree."
+    import torchvision.models
+    import sdrc.cli as cli
+    from sdrc.train import default_model
+    untrained = torchvision.models.resnet50
+    monkeypatch.setattr(torchvision.models, "resnet50", lambda weights=None: untrained(weights=None))  # no download
+    images = _images_on_disk(tmp_path, _random_images(6, 3, 0, "src"), "src")
+    pair = DomainPair(images, images, images, images, images.classes)
+    from_python = Trainer(pair, small(epochs=1), QUIET)  # the default network of images on disk: ImageNet ResNet-50
+    assert isinstance(default_model(pair), type(from_python.model)) and from_python.optimizer.param_groups[0]["mult"] == 0.1
+    monkeypatch.setattr(cli, "benchmark_pair", lambda *args: pair)
+    args = cli.build_parser().parse_args(["train", "--benchmark", "office31", "--data", "x", "--source", "A", "--target", "W"])
+    _, model = cli._train_pair(args)
+    assert Trainer(pair, small(epochs=1), QUIET, model=model).optimizer.param_groups[0]["mult"] == 0.1
+    args = cli.build_parser().parse_args(["train", "--benchmark", "office31", "--data", "x", "--no-pretrained"])
+    assert cli._train_pair(args)[1].backbone_lr_mult == 1.0  # from scratch: the full rate
 
 
 # ---------------------------------------------------------------- observation
-
-def test_extract_uses_each_domains_own_batchnorm_statistics(toy):
-    trainer = Trainer(toy, small(method="source-only"), progress=False)
-    shifted = TensorDomain(toy.target_train.x + 100, toy.target_train.y, "far", toy.classes)
-    (own,) = extract(trainer.model, [shifted], shifted)
-    (mixed,) = extract(trainer.model, [shifted], toy.source_train)
-    # with its own statistics the far domain's backbone features are normalised like any other domain's
-    assert own["feats"][0].abs().mean() < 5 and mixed["feats"][0].abs().mean() > 10 * own["feats"][0].abs().mean()
-
 
 def test_collapse_is_detected_and_reported():
     k, n = 3, 30
@@ -175,10 +236,11 @@ def test_collapse_is_detected_and_reported():
     collapsed_logits = torch.zeros(n, k)
     collapsed_logits[:, 0] = 5.0
     feats = [torch.randn(n, 4)]
-    source = dict(feats=feats, logits=torch.randn(n, k), y=y)
-    target = dict(feats=feats, logits=collapsed_logits, y=y)
-    clusters = [(torch.randn(k, 4), y)]
-    _, metrics = epoch_statistics(source, target, target, clusters, small())
+    source = Extracted(feats, torch.randn(n, k), y)
+    target = Extracted(feats, collapsed_logits, y)
+    p = torch.softmax(collapsed_logits, 1)
+    obs = Observation(0, source, target, target, [torch.randn(k, 4)], [y], p, [p, p], torch.rand(n))
+    metrics = epoch_metrics(obs, collapse_threshold=0.5)
     assert metrics["collapsed"] and metrics["largest_pred"] == 1.0
     assert "COLLAPSE: 100% of the target in one class" in summary_line(0, metrics)
 
@@ -192,20 +254,19 @@ def _subset(domain, n):
 def test_srdc_on_real_digits_smoke(digits_root, tmp_path):
     pair = digit_pair("mnist", "usps", root=digits_root, channels=1)
     small_pair = DomainPair(*(_subset(d, 512) for d in pair.splits().values()), pair.classes)
-    history = train(small_pair, TrainConfig(preset="official", epochs=2, record_samples=100), out=tmp_path / "m2u", **QUIET)
+    history = train(small_pair, Recipe(preset="official", epochs=2, record_samples=100), QUIET, out=tmp_path / "m2u")
     assert history[-1]["acc_f"] > history[0]["acc_f"] and history[-1]["acc_f"] > 0.3
-    assert RunRecord.open(tmp_path / "m2u").arrays(2)["target_feat_0"].shape == (100, 500)
+    assert RunRecord.open(tmp_path / "m2u").record(2).target_feat[0].shape == (100, 500)
 
 
 def test_warmup_trains_the_source_alone(toy):
-    history = train(toy, small(preset="paper", warmup_epochs=2), **QUIET)
+    history = train(toy, small(preset="paper", warmup_epochs=2), QUIET)
     assert set(k for k in history[1] if k.startswith("train_") and k != "train_seconds") == {"train_src_out"}
     assert set(k for k in history[2] if k.startswith("train_") and k != "train_seconds") == {"train_src_out"}
     assert "train_tgt_out" in history[3]
 
 
 def test_random_shift_moves_whole_pixels_and_is_seeded():
-    from sdrc.train import random_shift
     x = torch.arange(2 * 36, dtype=torch.float32).view(2, 1, 6, 6)
     a = random_shift(x, 2, torch.Generator().manual_seed(0))
     b = random_shift(x, 2, torch.Generator().manual_seed(0))
@@ -217,10 +278,10 @@ def test_random_shift_moves_whole_pixels_and_is_seeded():
 
 
 def test_bad_warmup_or_shift():
-    with pytest.raises(ValueError, match="`warmup_epochs` must be a non-negative integer"):
-        TrainConfig(warmup_epochs=-1)
-    with pytest.raises(ValueError, match="`shift_augment` must be a non-negative integer"):
-        TrainConfig(shift_augment=1.5)
+    with pytest.raises(ValueError, match="`warmup_epochs` must be an integer ≥ 0"):
+        Recipe(warmup_epochs=-1)
+    with pytest.raises(ValueError, match="`shift_augment` must be an integer ≥ 0"):
+        Recipe(shift_augment=1.5)
 
 
 @given(seed=st.integers(0, 2**31 - 1))
@@ -242,7 +303,7 @@ def test_colour_augmentation_leaves_grey_runs_unchanged():
     grey = lambda n: TensorDomain(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),  # noqa: E731
                                   torch.arange(n) % 3, "grey", ("a", "b", "c"))
     pair = DomainPair(grey(60), grey(30), grey(60), grey(30), ("a", "b", "c"))
-    runs = [train(pair, TrainConfig(preset="official", epochs=2, batch_size=16, record_samples=0, colour_augment=on), **QUIET)
+    runs = [train(pair, Recipe(preset="official", epochs=2, batch_size=16, record_samples=0, colour_augment=on), QUIET)
             for on in (True, False)]
     strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in h]  # noqa: E731
     assert strip(runs[0]) == strip(runs[1])
@@ -279,12 +340,12 @@ def test_images_read_from_disk_train_exactly_like_the_same_images_in_memory(tmp_
     on_disk_s, on_disk_t = _images_on_disk(tmp_path, source, "src"), _images_on_disk(tmp_path, target, "tgt")
     on_disk = DomainPair(on_disk_s, on_disk_s, on_disk_t, on_disk_t, source.classes)
     cfg = small(preset="official", epochs=2, batch_size=16, bn_samples=32, shift_augment=0, colour_augment=False,
-                record_samples=0, threads=1)
+                record_samples=0)
     runs = []
     for pair in (in_memory, on_disk):
         torch.manual_seed(5)
-        trainer = Trainer(pair, cfg, model=digit_net(3, in_channels=3), progress=False)
-        runs.append((trainer.fit(log=lambda line: None), trainer))
+        trainer = Trainer(pair, cfg, Runtime(progress=False, log=None, threads=1, workers=0), model=digit_net(3, in_channels=3))
+        runs.append((trainer.fit(), trainer))
     (history_m, trainer_m), (history_d, trainer_d) = runs
     drop_time = lambda h: [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in h]  # noqa: E731
     assert drop_time(history_m) == drop_time(history_d)
@@ -294,7 +355,6 @@ def test_images_read_from_disk_train_exactly_like_the_same_images_in_memory(tmp_
 
 def test_images_on_disk_are_evaluated_with_the_test_transform(tmp_path):
     from sdrc.data import ImageList
-    from sdrc.train import evaluation_view
     domain = _images_on_disk(tmp_path, _random_images(6, 3, 0, "src"), "src")
     flipped = ImageList(domain.root, domain.classes, tmp_path / "src.txt", transform=lambda img: domain.transform(img).flip(-1),
                         eval_transform=domain.transform)
@@ -303,13 +363,37 @@ def test_images_on_disk_are_evaluated_with_the_test_transform(tmp_path):
     assert evaluation_view(flipped).samples is flipped.samples and flipped.transform is not domain.transform
 
 
-def test_bad_threads_or_workers():
+def test_bad_threads_or_workers_or_device():
     with pytest.raises(ValueError, match="`threads` must be a positive integer"):
-        TrainConfig(threads=0)
-    with pytest.raises(ValueError, match="`num_workers` must be a non-negative integer"):
-        TrainConfig(num_workers=-1)
+        Runtime(threads=0)
+    with pytest.raises(ValueError, match="`workers` must be an integer ≥ 0"):
+        Runtime(workers=-1)
+    with pytest.raises(ValueError, match="unknown device 'foo'"):
+        Trainer(make_domain_pair(n_per_class=4, seed=0), small(), Runtime(device="foo"))
 
 
 def test_dataset_q_not_detached_warns_that_it_changes_nothing(toy):
     with pytest.warns(UserWarning, match="detach_q=False has no effect with q_scope='dataset'"):
-        Trainer(toy, small(preset="paper", overrides=dict(detach_q=False)), progress=False)
+        Trainer(toy, small(preset="paper", overrides=dict(detach_q=False)), QUIET)
+
+
+def test_images_on_disk_with_random_crops_train_alike_with_any_number_of_loader_processes(tmp_path):
+    "Each image's random transform is seeded from its index and pass, so `workers` (a runtime setting) changes nothing."
+    from sdrc.data import ImageList
+    from sdrc.models import digit_net
+    source, target = _random_images(48, 3, 0, "src"), _random_images(40, 3, 1, "tgt")
+    fixed_s, fixed_t = _images_on_disk(tmp_path, source, "src"), _images_on_disk(tmp_path, target, "tgt")
+    crop = lambda img: fixed_s.transform(img)[:, torch.randint(0, 5, ()):][:, :24, :24]  # noqa: E731  (random in torch)
+
+    def random_crops(domain):
+        return ImageList(domain.root, domain.classes, tmp_path / f"{domain.name}.txt", transform=crop,
+                         eval_transform=lambda img: domain.transform(img)[:, 2:26, 2:26], name=domain.name)
+    pair = DomainPair(random_crops(fixed_s), random_crops(fixed_s), random_crops(fixed_t), random_crops(fixed_t), source.classes)
+    cfg = small(preset="official", epochs=1, batch_size=16, bn_samples=32, record_samples=0)
+    histories = []
+    for workers in (0, 2):
+        torch.manual_seed(5)  # the same starting network
+        runtime = Runtime(progress=False, log=None, threads=1, workers=workers)
+        histories.append(Trainer(pair, cfg, runtime, model=digit_net(3, in_channels=3)).fit())
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
+    assert strip(histories[0]) == strip(histories[1])

@@ -57,10 +57,10 @@ def test_explorer_follows_the_slider_and_colouring(run):
     np.testing.assert_allclose(np.array(ex.scatter.data[0].x), emb.coords[1, :100, 0])
     assert ex.scatter.layout.title.text.startswith("epoch 1")
     ex.colour.value = "true class"
-    assert list(ex.scatter.data[0].marker.color) == list(run.arrays(1)["target_y"])
+    assert list(ex.scatter.data[0].marker.color) == list(run.record(1).target_y)
     ex.colour.value = "correct"
-    arrays = run.arrays(1)
-    assert list(ex.scatter.data[0].marker.color) == list((arrays["target_pred"] == arrays["target_y"]).astype(int))
+    record = run.record(1)
+    assert list(ex.scatter.data[0].marker.color) == list((record.target_pred == record.target_y).astype(int))
     ex.show_source.value = True
     assert ex.scatter.data[1].visible and len(ex.scatter.data[1].x) == 100
     ex.show_centres.value = False
@@ -75,7 +75,7 @@ def test_explorer_switches_clustering_space(run):
     np.testing.assert_allclose(np.array(ex.scatter.data[0].x), ex.embeddings[0].coords[2, :100, 0])
     assert not np.allclose(ex.embeddings[0].coords[2], ex.embeddings[1].coords[2])
     ex.colour.value = "p-hat argmax"
-    assert list(ex.scatter.data[0].marker.color) == list(run.arrays(2)["target_phat_0"].argmax(1))
+    assert list(ex.scatter.data[0].marker.color) == list(run.record(2).target_phat[0].argmax(1))
 
 
 def test_explorer_shows_the_image_when_given(run):
@@ -85,7 +85,7 @@ def test_explorer_shows_the_image_when_given(run):
     from io import BytesIO
     from PIL import Image
     shown = np.asarray(Image.open(BytesIO(ex.picture.value)))
-    index = run.arrays(3)["target_index"][4]
+    index = run.record(3).target_index[4]
     assert shown.shape == (96, 96) and shown[0, 0] == images[index][0, 0]
 
 
@@ -93,10 +93,19 @@ def test_explorer_shows_a_points_distributions(run):
     ex = ClusterExplorer(run, space=1, method="pca")
     ex.slider.value = 2
     ex.select(7)
-    arrays = run.arrays(2)
-    for trace, key in zip(ex.details.data, ("target_p", "target_q", "target_phat_1")):
-        np.testing.assert_allclose(np.array(trace.y), arrays[key][7].astype(float))
-    assert f"target sample #{arrays['target_index'][7]}" in ex.info.value
+    record = run.record(2)
+    for trace, values in zip(ex.details.data, (record.target_p, record.target_q, record.target_phat[1])):
+        np.testing.assert_allclose(np.array(trace.y), values[7].astype(float))
+    assert f"target sample #{record.target_index[7]}" in ex.info.value
+
+
+def test_explorer_colours_the_source_points_by_their_weight(run):
+    "The source-weight colouring shows each recorded source point's weight (eq. 12), read from the record."
+    ex = ClusterExplorer(run, space=1, method="pca")
+    ex.slider.value = 2
+    ex.colour.value = "source weight"
+    np.testing.assert_allclose(np.array(ex.scatter.data[1].marker.color), run.record(2).source_weight.astype(float))
+    assert ex.scatter.data[1].visible and np.isfinite(np.array(ex.scatter.data[1].marker.color)).all()
 
 
 def test_report_is_self_contained(run, tmp_path):
@@ -108,9 +117,10 @@ def test_report_is_self_contained(run, tmp_path):
 
 
 def test_representative_points():
-    arrays = dict(target_p=np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]], np.float16),
-                  target_pred=np.array([0, 0, 0, 0]), target_y=np.array([0, 1, 0, 0]))
-    assert representative_points(arrays, n=1) == [3, 1]
+    from types import SimpleNamespace
+    record = SimpleNamespace(target_p=np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]], np.float16),
+                             target_pred=np.array([0, 0, 0, 0]), target_y=np.array([0, 1, 0, 0]))
+    assert representative_points(record, n=1) == [3, 1]
 
 
 def test_metrics_figure_plots_each_recorded_metric(run):

@@ -1,0 +1,77 @@
+"""The trainer's results must not move: runs recorded as golden files (tests/golden/) are replayed and compared.
+
+Each golden file holds, per run, the recipe, the per-epoch metrics, a digest of the final weights (network, centres,
+the method's extra module) and of the last epoch's record. On the machine kind they were recorded on (same torch
+version and CPU capability) the replay must match bit for bit; elsewhere floating-point kernels may round differently,
+so metrics and weight sums are compared to 1e-3 instead.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sdrc.data import digit_pair, make_domain_pair
+from sdrc.io import read_arrays
+from sdrc.recipe import Recipe, Runtime
+from sdrc.snapshots import RunRecord, epoch_file
+from sdrc.train import Trainer
+
+GOLDEN = Path(__file__).with_name("golden")
+TOY = json.loads((GOLDEN / "toy_runs.json").read_text())
+DIGITS = json.loads((GOLDEN / "digits_runs.json").read_text())
+
+
+def same_machine_kind(golden: dict) -> bool:
+    return golden["torch"] == torch.__version__ and golden["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def weight_digest(trainer: Trainer) -> tuple[str, dict]:
+    "sha256 over the final tensors (named as in the golden files) and the sum of each."
+    named = [(f"model.{k}", v) for k, v in trainer.model.state_dict().items()]
+    named += [(f"centres.{k}", v) for k, v in trainer.centres.state_dict().items()]
+    if trainer.extra is not None:
+        named += [(f"extra.{k}", v) for k, v in trainer.extra.state_dict().items()]
+    h, sums = hashlib.sha256(), {}
+    for name, t in named:
+        t = t.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(t.numpy().tobytes())
+        sums[name] = float(t.double().sum())
+    return h.hexdigest(), sums
+
+
+def record_digest(folder: Path, epoch: int) -> str:
+    arrays, h = read_arrays(folder / epoch_file(epoch)), hashlib.sha256()
+    for key in sorted(arrays):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return h.hexdigest()
+
+
+def replay_and_compare(pair, golden_run: dict, exact: bool, folder: Path) -> None:
+    trainer = Trainer(pair, Recipe(**golden_run["recipe"]), Runtime(progress=False, log=None), out=folder)
+    history = trainer.fit()
+    assert len(history) == len(golden_run["history"])
+    for mine, theirs in zip(history, golden_run["history"]):
+        for key, value in theirs.items():  # every metric the golden run recorded (new metrics may be added)
+            assert mine[key] == (value if exact else pytest.approx(value, rel=1e-3, abs=1e-3)), (mine["epoch"], key)
+    digest, sums = weight_digest(trainer)
+    if exact:
+        assert digest == golden_run["weights_sha256"]
+        assert record_digest(folder, RunRecord.open(folder).epoch_numbers()[-1]) == golden_run["last_record_sha256"]
+    else:
+        assert sums == pytest.approx(golden_run["weight_sums"], rel=1e-3, abs=1e-3)
+
+
+@pytest.mark.parametrize("golden_run", TOY["runs"], ids=lambda r: f"{r['recipe']['method']}-{r['recipe']['preset']}-{r['recipe']['ablation']}")
+def test_toy_run_of_every_method_is_unchanged(golden_run, tmp_path):
+    spec = {k: v for k, v in TOY["pair"].items() if k != "kind"}
+    replay_and_compare(make_domain_pair(**spec), golden_run, same_machine_kind(TOY), tmp_path / "run")
+
+
+def test_two_epochs_of_the_default_digits_run_are_unchanged(digits_root, tmp_path):
+    pair = digit_pair(DIGITS["pair"]["source"], DIGITS["pair"]["target"], root=digits_root)
+    replay_and_compare(pair, DIGITS["runs"][0], same_machine_kind(DIGITS), tmp_path / "run")
