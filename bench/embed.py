@@ -28,7 +28,7 @@ def synthetic_run(folder: Path, n: int, epochs: int, k: int = 10, dim: int = 128
     centres = rng.normal(size=(k, dim)) * 3
     y, ys = rng.integers(0, k, n), rng.integers(0, k, 500)
     noise, noise_s = rng.normal(size=(n, dim)), rng.normal(size=(500, dim))
-    writer = RunWriter(folder, {"config": {"method": "synthetic"}, "classes": [str(c) for c in range(k)]}).start()
+    writer = RunWriter.create(folder, {"config": {"method": "synthetic"}, "classes": [str(c) for c in range(k)]})
     for e in range(epochs):
         spread = 3.0 / (1 + e)
         feats, feats_s = centres[y] + spread * noise, centres[ys] + spread * noise_s

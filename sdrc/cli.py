@@ -6,10 +6,11 @@
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'user_error',
            'train_settings', 'run_train', 'format_run', 'run_report', 'run_info', 'run_demo', 'main', 'entry_point']
 
-# %% ../nbs/07_cli.ipynb #cc804a20
+# %% ../nbs/07_cli.ipynb #f66c7710
 import argparse
 import re
 import sys
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from .methods import METHODS
 from .models import resnet50_net
 from .recipe import ABLATIONS, Recipe, Runtime, resolve_device
 from .snapshots import RunRecord
-from .train import Trainer
+from .train import Trainer, TrainingDiverged
 from .viz import write_report
 
 # %% ../nbs/07_cli.ipynb #d700767c
@@ -210,7 +211,7 @@ def _check_train_arguments(args, parser: argparse.ArgumentParser) -> None:
     elif args.data is None:
         parser.error(f"--benchmark {args.benchmark} needs --data, the folder where its images are")
 
-# %% ../nbs/07_cli.ipynb #47604a0b
+# %% ../nbs/07_cli.ipynb #71e5bb42
 def train_settings(args, parser: argparse.ArgumentParser) -> tuple[Recipe, Runtime]:
     "The recipe and runtime the arguments describe; a value out of range is a usage error."
     _check_train_arguments(args, parser)
@@ -221,12 +222,12 @@ def train_settings(args, parser: argparse.ArgumentParser) -> tuple[Recipe, Runti
         runtime = Runtime(device=args.device, compile=args.compile, workers=args.workers, threads=args.threads)
         resolve_device(runtime.device)
     except (ValueError, TypeError) as err:
-        parser.error(_as_options(str(err)))
+        parser.error(_as_options(str(err), vars(args)))
     return recipe, runtime
 
-def _as_options(message: str) -> str:
-    "A recipe or runtime error as the command line says it: `batch_size` → --batch-size."
-    return re.sub(r"`(\w+)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
+def _as_options(message: str, options) -> str:
+    "A recipe or runtime error as the command line says it: `batch_size` → --batch-size, for names that are options."
+    return re.sub(r"`(\w+)`", lambda m: "--" + m.group(1).replace("_", "-") if m.group(1) in options else m.group(0), message)
 
 def _train_pair(args):
     "(pair, model or None for the default) that the train command's arguments name."
@@ -235,7 +236,7 @@ def _train_pair(args):
     pair = benchmark_pair(args.benchmark, args.source, args.target, args.data, args.source_list, args.target_list)
     return pair, resnet50_net(pair.num_classes, weights=None if args.no_pretrained else "IMAGENET1K_V1")
 
-# %% ../nbs/07_cli.ipynb #bed78648
+# %% ../nbs/07_cli.ipynb #09b82789
 def _summary(history: list[dict], out) -> str:
     "The last line of `sdrc train`."
     best = max(history, key=lambda m: m["acc_f"])
@@ -256,14 +257,23 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
             return user_error("train", err)
         try:
             history = trainer.fit()
-        except OSError as err:  # e.g. the disk is full: the epochs recorded so far stay
+        except (OSError, TrainingDiverged) as err:  # a full disk, a diverged loss: the epochs recorded so far stay
             return user_error("train", err)
     finally:
         close()
-    if main:
-        print(_summary(history, args.out))
-        if recipe.record_samples > 0:
-            print(f"report: {write_report(args.out)}")
+    if not main:
+        return 0
+    print(_summary(history, args.out))
+    return _report_after_training(args.out) if recipe.record_samples > 0 else 0
+
+def _report_after_training(out) -> int:
+    "Draw the report of a finished run; if that fails, say so in one line: the records stay."
+    try:
+        print(f"report: {write_report(out)}")
+    except (ValueError, OSError) as err:
+        print(f"sdrc train: the run is complete and recorded in {out}, but its report could not be drawn: {err}",
+              file=sys.stderr)
+        return 1
     return 0
 
 # %% ../nbs/07_cli.ipynb #eba6e825
@@ -298,7 +308,7 @@ def run_info(args) -> int:
         return user_error("info", err)
     return 0
 
-# %% ../nbs/07_cli.ipynb #afd32c2f
+# %% ../nbs/07_cli.ipynb #7afbeb30
 def run_demo(args, parser: argparse.ArgumentParser) -> int:
     "The `demo` command."
     _check_pair(args, parser)
@@ -309,17 +319,19 @@ def run_demo(args, parser: argparse.ArgumentParser) -> int:
     print(format_demo(rows, args.source, args.target))
     return 0
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    "A warning as the command prints it: one line, without the code location."
+    print(f"sdrc: warning: {message}", file=sys.stderr)
+
 def main(argv: list[str] | None = None) -> int:
     "Run the `sdrc` command; returns the exit status."
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return run_train(args, parser)
-    if args.command == "info":
-        return run_info(args)
-    if args.command == "report":
-        return run_report(args)
-    return run_demo(args, parser)
+    commands = dict(train=lambda: run_train(args, parser), info=lambda: run_info(args), report=lambda: run_report(args),
+                    demo=lambda: run_demo(args, parser))
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return commands[args.command]()
 
 def entry_point():
     "Console-script entry point."

@@ -151,10 +151,10 @@ def srdc_objective(q: Tensor, p: Tensor) -> Tensor:
     rho = q.mean(0)
     return kl + torch.xlogy(rho, rho).sum()
 
-# %% ../nbs/00_core.ipynb #52a9a636
+# %% ../nbs/00_core.ipynb #6a6bfb48
 def mean_entropy(p: Tensor) -> float:
     "Mean row entropy of `p` (N×K probabilities), in nats."
-    return float(-(torch.xlogy(p, p)).sum(1).mean())
+    return float(-(torch.xlogy(p, p)).sum(1).mean()) + 0.0  # + 0.0: a one-hot P has entropy 0, not -0
 
 # %% ../nbs/00_core.ipynb #91fb9dc3
 KERNEL_NORMS = ("softmax", "sum")

@@ -7,12 +7,13 @@ __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 
            'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'standardise_images', 'TensorDomain', 'DomainPair',
            'find_digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair', 'image_row',
            'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform', 'ImageList',
-           'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'iterations_per_epoch', 'load_batches',
-           'infinite_batches']
+           'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'evaluation_view', 'fingerprint',
+           'iterations_per_epoch', 'load_batches', 'infinite_batches']
 
-# %% ../nbs/01_data.ipynb #42231caf
+# %% ../nbs/01_data.ipynb #8d51dcf5
 import base64
 import copy
+import hashlib
 import itertools
 import os
 import zlib
@@ -494,6 +495,29 @@ def make_domain_pair(n_per_class: int = 100, num_classes: int = 3, dim: int = 2,
 
     return DomainPair(draw("source/train", [1.0] * num_classes), draw("source/test", [1.0] * num_classes),
                       draw("target/train", keep), draw("target/test", keep), classes)
+
+# %% ../nbs/01_data.ipynb #7de59699
+def evaluation_view(domain: Dataset) -> Dataset:
+    "The domain read as evaluation reads it (test transform for images on disk); datasets without such a view as they are."
+    return domain.for_evaluation() if hasattr(domain, "for_evaluation") else domain
+
+def _digest(chunks) -> str:
+    "A short sha256 of byte strings."
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()[:16]
+
+def fingerprint(pair: DomainPair, samples: int = 64) -> dict[str, dict]:
+    "Per split: name, size, a hash of the labels and a hash of `samples` evenly spaced inputs."
+    result = {}
+    for name, split in pair.splits().items():
+        view, n = evaluation_view(split), len(split)
+        index = sorted(set(np.linspace(0, n - 1, min(samples, n)).round().astype(int).tolist())) if n else []
+        labels = torch.as_tensor(split.y).to(torch.int64).cpu().numpy().tobytes()
+        inputs = _digest(torch.as_tensor(view[i][0]).cpu().numpy().tobytes() for i in index)
+        result[name] = dict(name=getattr(split, "name", name), size=n, labels=_digest([labels]), inputs=inputs)
+    return result
 
 # %% ../nbs/01_data.ipynb #8ee54926
 def iterations_per_epoch(n_source: int, n_target: int, batch_size: int) -> int:

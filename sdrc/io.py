@@ -6,10 +6,11 @@
 __all__ = ['TMP_SUFFIX', 'atomic_write', 'remove_leftovers', 'write_json', 'read_json', 'write_arrays', 'read_arrays',
            'write_torch', 'read_torch', 'describe_os_error']
 
-# %% ../nbs/00a_io.ipynb #43c4b899
+# %% ../nbs/00a_io.ipynb #5e432327
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -51,11 +52,15 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
         p.unlink(missing_ok=True)
     return leftovers
 
-# %% ../nbs/00a_io.ipynb #8b7a5fa4
+# %% ../nbs/00a_io.ipynb #955aafda
 def write_json(path: str | os.PathLike, payload) -> Path:
     "Write `payload` as indented JSON, atomically."
     text = json.dumps(payload, indent=1, allow_nan=True)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+def _first_line(err: Exception) -> str:
+    "The first line of an error's message, without terminal colour codes."
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 def _require_file(path: Path, what: str) -> None:
     "Raise FileNotFoundError naming `path` unless it is a file."
@@ -69,9 +74,9 @@ def read_json(path: str | os.PathLike, missing: str = ""):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON (truncated?): {err}") from err
+        raise ValueError(f"{path} is not valid JSON (truncated?): {_first_line(err)}") from err
 
-# %% ../nbs/00a_io.ipynb #6bf8dfb3
+# %% ../nbs/00a_io.ipynb #8f5e0f8c
 def write_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     "Write numeric arrays to a compressed .npz, atomically. Object arrays are refused."
     for key, value in arrays.items():
@@ -90,9 +95,9 @@ def read_arrays(path: str | os.PathLike, missing: str = "") -> dict[str, np.ndar
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except Exception as err:
-        raise ValueError(f"{path} could not be read (truncated, or holds pickled objects?): {err}") from err
+        raise ValueError(f"{path} could not be read (truncated, or holds pickled objects?): {_first_line(err)}") from err
 
-# %% ../nbs/00a_io.ipynb #e3928206
+# %% ../nbs/00a_io.ipynb #f84b331a
 def write_torch(path: str | os.PathLike, state: dict) -> Path:
     "Save a dict of tensors and plain values with `torch.save`, atomically."
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
@@ -104,18 +109,19 @@ def read_torch(path: str | os.PathLike, missing: str = "") -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} could not be loaded (truncated, or not written by sdrc?): {err}") from err
+        raise ValueError(f"{path} could not be loaded (truncated, or not written by sdrc?): {_first_line(err)}") from err
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not the dict sdrc writes")
     return state
 
-# %% ../nbs/00a_io.ipynb #cf90b6d3
+# %% ../nbs/00a_io.ipynb #b6b63e4f
 _OS_ADVICE = {errno.ENOSPC: "the disk is full: free some space",
               errno.EDQUOT: "the disk quota is exceeded: free some space",
               errno.EACCES: "permission denied: choose a folder you can write to",
               errno.EPERM: "permission denied: choose a folder you can write to",
               errno.EROFS: "the file system is read-only: choose a folder you can write to",
               errno.ENOTDIR: "a file stands where a folder should be: choose another path",
+              errno.EISDIR: "a folder stands where a file should be: give a file name",
               errno.EEXIST: "it already exists"}
 
 def describe_os_error(err: OSError) -> str:

@@ -7,7 +7,8 @@ __all__ = ['COLOURINGS', 'procrustes_align', 'pca_2d', 'umap_2d', 'Embedding', '
            'ClusterExplorer', 'metrics_figure', 'image_png', 'animated_scatter', 'representative_points',
            'distributions_figure', 'write_report']
 
-# %% ../nbs/06_viz.ipynb #7f3238cc
+# %% ../nbs/06_viz.ipynb #42314476
+import hashlib
 import html
 import os
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def umap_2d(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neig
                    n_epochs=None if init is None else 100, n_jobs=1)
     return reducer.fit_transform(x)
 
-# %% ../nbs/06_viz.ipynb #53d50d35
+# %% ../nbs/06_viz.ipynb #52decb50
 @dataclass
 class Embedding:
     "2-D layouts of one run: `coords[e]` is (n_target + n_source)×2 for epoch `epochs[e]`; the target comes first."
@@ -63,15 +64,19 @@ def _features(record: EpochRecord, space: int) -> np.ndarray:
 def _cache_path(run: RunRecord, method: str, space: int) -> Path:
     return run.folder / f"embedding_{method}_{space}.npz"
 
-def _load_cache(path: Path) -> tuple[list[int], list[np.ndarray]]:
-    "Epochs and layouts already cached (none if the cache is missing or unreadable)."
+def _digest(x: np.ndarray) -> str:
+    "A short hash of the features a layout is computed from: the cache is keyed on content, not on epoch numbers."
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+
+def _load_cache(path: Path) -> tuple[list[str], list[np.ndarray]]:
+    "Digests and layouts already cached (none if the cache is missing or unreadable)."
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return npz["epochs"].tolist(), list(npz["coords"])
+            return npz["digests"].tolist(), list(npz["coords"])
     except (OSError, ValueError, KeyError):
         return [], []
 
-# %% ../nbs/06_viz.ipynb #3aa1729e
+# %% ../nbs/06_viz.ipynb #04653b64
 def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = "umap", seed: int = 0,
               progress: bool = True) -> Embedding:
     "Aligned 2-D layouts of every recorded epoch of `run` in clustering space `space` (`umap` or `pca`), cached."
@@ -82,21 +87,26 @@ def embed_run(run: RunRecord | str | os.PathLike, space: int = 0, method: str = 
     if not epochs:
         raise ValueError(f"{run.folder} has no recorded epochs to embed (was it trained with record_samples=0?)")
     path = _cache_path(run, method, space)
-    done, coords = _load_cache(path)
-    if done != epochs[:len(done)]:
-        done, coords = [], []
-    for epoch in tqdm(epochs[len(done):], desc=f"{method} layouts", disable=not progress):
+    cached, cached_coords = _load_cache(path)
+    digests, coords = [], []
+    for epoch in tqdm(epochs, desc=f"{method} layouts", disable=not progress):
         record = run.record(epoch)
         if not 0 <= space < record.num_spaces:
             raise ValueError(f"{run.folder}: epoch {epoch} has no features of space {space}")
         x = _features(record, space)
+        digests.append(_digest(x))
+        if digests == cached[:len(digests)]:  # the same features as the cached layouts so far: reuse
+            coords.append(cached_coords[len(coords)])
+            continue
+        if not np.isfinite(x).all():
+            raise ValueError(f"{run.folder}: the features of epoch {epoch} (space {space}) are not finite; "
+                             "they cannot be laid out")
         previous = coords[-1] if coords else None
         layout = pca_2d(x) if method == "pca" else umap_2d(x, init=previous, seed=seed)
         coords.append(layout if previous is None else procrustes_align(layout, previous))
-        done.append(epoch)
-    write_arrays(path, dict(epochs=np.array(done), coords=np.stack(coords).astype(np.float32)))
+    write_arrays(path, dict(epochs=np.array(epochs), digests=np.array(digests), coords=np.stack(coords).astype(np.float32)))
     n_target = len(run.record(epochs[0]).target_y)
-    return Embedding(done, np.stack(coords), n_target, method, space)
+    return Embedding(epochs, np.stack(coords), n_target, method, space)
 
 # %% ../nbs/06_viz.ipynb #398d9793
 def mean_displacement(coords: np.ndarray) -> float:

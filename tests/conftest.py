@@ -10,13 +10,16 @@ settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+THREADS = torch.get_num_threads()  # what the session started with; runs that set their own are undone after each test
+
+
 @pytest.fixture(autouse=True)
 def seed():
-    "Every test starts from the same random state, and leaves torch's thread count as it found it."
-    threads = torch.get_num_threads()
+    "Every test starts from the same random state and torch's initial thread count."
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     yield 0
-    torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS)
 
 
 def _shared_data_dir():
@@ -50,3 +53,13 @@ def train_toy_run(folder, n_per_class: int = 40, epochs: int = 3, record_samples
     train(toy, Recipe(preset="official", epochs=epochs, batch_size=32, record_samples=record_samples),
           Runtime(progress=False, log=None), out=folder)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter):
+    "The fault-injection tally: how many faults were tried, and how each ended."
+    import sys
+    faults = sys.modules.get("test_faults")
+    if faults is not None and faults.TALLY["tried"]:
+        t = faults.TALLY
+        terminalreporter.write_line(f"fault injection: {t['tried']} tried, {t['clear error']} clear error, "
+                                    f"{t['traceback']} traceback, {t['silent']} silent")

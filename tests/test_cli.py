@@ -155,7 +155,8 @@ def test_train_on_a_benchmark_read_from_disk(tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     assert "final target accuracy" in capsys.readouterr().out
     run = RunRecord.open(out)
-    assert run.meta["data"]["target_train"] == dict(name="office31/W", size=4) and len(run.meta["classes"]) == 31
+    assert run.meta["data"]["target_train"]["name"] == "office31/W" and run.meta["data"]["target_train"]["size"] == 4
+    assert len(run.meta["classes"]) == 31
     assert run.meta["backbone_lr_mult"] == 1.0 and run.meta["runtime"]["workers"] == 0
     assert asked == [None]  # --no-pretrained: no ImageNet weights (and no download)
     assert main(argv[:-4] + ["--source", "D", "--out", str(tmp_path / "r2")]) == 2

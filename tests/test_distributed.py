@@ -70,5 +70,6 @@ def test_only_rank_zero_writes_the_run(seen):
     run = RunRecord.open(folder / "run_2")
     assert run.epoch_numbers() == [0, 1, 2]
     assert sorted(p.name for p in (folder / "run_2").iterdir()) == [
-        "checkpoint.pt", "epoch_000.npz", "epoch_001.npz", "epoch_002.npz", "run.json"]
+        ".lock", "checkpoint.pt", "epoch_000.npz", "epoch_001.npz", "epoch_002.npz", "run.json"]
+    assert (folder / "run_2" / ".lock").read_text() == ""  # released at the end
     assert [m["acc_f"] for m in run.epochs] == [m["acc_f"] for m in files["rank0_of_2"]["history"]]

@@ -2,7 +2,7 @@
 
 Each golden file holds, per run, the recipe, the per-epoch metrics, a digest of the final weights (network, centres,
 the method's extra module) and of the last epoch's record. On the machine kind they were recorded on (same torch
-version and CPU capability) the replay must match bit for bit; elsewhere floating-point kernels may round differently,
+version and CPU capability, replayed with the recorded thread count) the replay must match bit for bit; elsewhere floating-point kernels may round differently,
 so metrics and weight sums are compared to 1e-3 instead.
 """
 import hashlib
@@ -51,8 +51,9 @@ def record_digest(folder: Path, epoch: int) -> str:
     return h.hexdigest()
 
 
-def replay_and_compare(pair, golden_run: dict, exact: bool, folder: Path) -> None:
-    trainer = Trainer(pair, Recipe(**golden_run["recipe"]), Runtime(progress=False, log=None), out=folder)
+def replay_and_compare(pair, golden_run: dict, exact: bool, folder: Path, threads: int) -> None:
+    runtime = Runtime(progress=False, log=None, threads=threads)  # the thread count decides how sums are rounded
+    trainer = Trainer(pair, Recipe(**golden_run["recipe"]), runtime, out=folder)
     history = trainer.fit()
     assert len(history) == len(golden_run["history"])
     for mine, theirs in zip(history, golden_run["history"]):
@@ -69,9 +70,9 @@ def replay_and_compare(pair, golden_run: dict, exact: bool, folder: Path) -> Non
 @pytest.mark.parametrize("golden_run", TOY["runs"], ids=lambda r: f"{r['recipe']['method']}-{r['recipe']['preset']}-{r['recipe']['ablation']}")
 def test_toy_run_of_every_method_is_unchanged(golden_run, tmp_path):
     spec = {k: v for k, v in TOY["pair"].items() if k != "kind"}
-    replay_and_compare(make_domain_pair(**spec), golden_run, same_machine_kind(TOY), tmp_path / "run")
+    replay_and_compare(make_domain_pair(**spec), golden_run, same_machine_kind(TOY), tmp_path / "run", TOY["threads"])
 
 
 def test_two_epochs_of_the_default_digits_run_are_unchanged(digits_root, tmp_path):
     pair = digit_pair(DIGITS["pair"]["source"], DIGITS["pair"]["target"], root=digits_root)
-    replay_and_compare(pair, DIGITS["runs"][0], same_machine_kind(DIGITS), tmp_path / "run")
+    replay_and_compare(pair, DIGITS["runs"][0], same_machine_kind(DIGITS), tmp_path / "run", DIGITS["threads"])

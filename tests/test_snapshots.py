@@ -23,7 +23,7 @@ def tiny_record(k: int = 2, spaces: int = 2, n_target: int = 3, n_source: int = 
 
 
 def _run(tmp_path):
-    writer = RunWriter(tmp_path / "run", {"config": {"epochs": 2}}).start()
+    writer = RunWriter.create(tmp_path / "run", {"config": {"epochs": 2}})
     writer.add_epoch(0, {"acc_f": 0.25}, tiny_record(seed=0))
     writer.add_epoch(1, {"acc_f": 0.5}, tiny_record(seed=1))
     return writer

@@ -56,8 +56,9 @@ def test_the_loss_configuration_is_resolved_once():
     "The recipe's `loss` is the SDRCConfig of preset, overrides and ablation; the trainer's loss uses that very one."
     recipe = Recipe(preset="paper", overrides=dict(alpha=2.0), ablation="no-soft-select")
     assert recipe.loss.alpha == 2.0 and recipe.loss.soft_select is False and recipe.loss.q_scope == "dataset"
-    toy = make_domain_pair(n_per_class=10, num_classes=3, dim=4, seed=0)
-    assert Trainer(toy, recipe, QUIET).loss_fn.config == recipe.loss
+    toy = make_domain_pair(n_per_class=20, num_classes=3, dim=4, seed=0)
+    from dataclasses import replace
+    assert Trainer(toy, recipe, QUIET).loss_fn.config == replace(recipe.loss, check_inputs=False)  # the trainer checks the loss
 
 
 # ---------------------------------------------------------------- methods on toy domains
@@ -239,7 +240,7 @@ def test_collapse_is_detected_and_reported():
     source = Extracted(feats, torch.randn(n, k), y)
     target = Extracted(feats, collapsed_logits, y)
     p = torch.softmax(collapsed_logits, 1)
-    obs = Observation(0, source, target, target, [torch.randn(k, 4)], [y], p, [p, p], torch.rand(n))
+    obs = Observation(0, source, target, target, [torch.randn(k, 4)], [y], p, [p], [p, p], torch.rand(n))
     metrics = epoch_metrics(obs, collapse_threshold=0.5)
     assert metrics["collapsed"] and metrics["largest_pred"] == 1.0
     assert "COLLAPSE: 100% of the target in one class" in summary_line(0, metrics)
@@ -397,3 +398,33 @@ def test_images_on_disk_with_random_crops_train_alike_with_any_number_of_loader_
         histories.append(Trainer(pair, cfg, runtime, model=digit_net(3, in_channels=3)).fit())
     strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
     assert strip(histories[0]) == strip(histories[1])
+
+
+# ---------------------------------------------------------------- a loss that diverges
+
+def _nan_at_step(monkeypatch, n: int):
+    "Make the method's loss NaN from the n-th training step on."
+    import sdrc.methods as M
+    real, seen = M.METHODS["srdc"], {"n": 0}
+
+    def loss(batch, ctx):
+        value, terms = real.loss(batch, ctx)
+        seen["n"] += 1
+        return (value * float("nan"), terms) if seen["n"] >= n else (value, terms)
+    monkeypatch.setitem(M.METHODS, "srdc", M.Method(loss, real.extra, real.description))
+
+
+@pytest.mark.parametrize("each_step", [True, False], ids=["cpu: every step", "gpu: once per epoch"])
+def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(toy, tmp_path, monkeypatch, each_step):
+    import sdrc.train as T
+    from sdrc.train import TrainingDiverged
+    monkeypatch.setattr(T, "checks_each_step", lambda device: each_step)
+    _nan_at_step(monkeypatch, 10)  # epoch 2 has steps 9-12
+    trainer = Trainer(toy, small(epochs=3), QUIET, out=tmp_path / "run")
+    where = "step 2 of 4" if each_step else "checked at the end of the epoch"
+    with pytest.raises(TrainingDiverged, match=f"training diverged in epoch 2 \\({where}\\).*learning rate"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["next_epoch"] == 2  # the checkpoint after epoch 1 is intact
+    if each_step:  # the bad step was never taken
+        assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert (tmp_path / "run" / ".lock").read_text() == ""  # the folder is released

@@ -1,0 +1,365 @@
+"""Fault injection: the mistakes, faults and crafted files a user can meet, against the command line.
+
+Every case must end in one clear line and a non-zero exit: not a traceback (an unexpected error) and not a zero exit
+(a silently wrong result). Each case runs in seconds on a small bundle these tests write. The tally (tried, clear
+error, traceback, silent) is printed at the end of the test session.
+"""
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sdrc.data
+from sdrc.cli import main
+from sdrc.core import soft_assignment
+from sdrc.snapshots import RunRecord
+from sdrc.train import CHECKPOINT, load_checkpoint
+
+TALLY = {"tried": 0, "clear error": 0, "traceback": 0, "silent": 0}
+SIZES = {"mnist": 200, "usps": 200, "mnistm": 200}  # training images per domain; the rest (60) is the test split
+
+
+def write_bundle(path: Path, n: int = 260, mnistm_channels: int = 3, usps_x=None, seed: int = 0) -> Path:
+    "A digit bundle of random images whose brightness depends on the class, so a network can learn something."
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, shape in (("mnist", (28, 28)), ("usps", (16, 16)), ("mnistm", (32, 32, mnistm_channels))):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = (rng.integers(0, 80, (n, *shape)) + 17 * y.reshape(-1, *[1] * len(shape))).astype(np.uint8)
+        arrays[f"{name}_x"], arrays[f"{name}_y"] = x, y
+    if usps_x is not None:
+        arrays["usps_x"] = usps_x
+    arrays["mnistm_src_index"] = np.arange(n, dtype=np.int16)
+    path.mkdir(parents=True, exist_ok=True)
+    np.savez(path / "digits_real.npz", **arrays)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def small_splits(monkeypatch):
+    monkeypatch.setattr(sdrc.data, "TRAIN_SIZES", SIZES)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return write_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def run_cli(argv: list[str]) -> tuple[int | None, str, BaseException | None]:
+    "(exit status, stderr, escaped exception) of `sdrc ARGV`, run in this process."
+    err, out = io.StringIO(), io.StringIO()
+    code, escaped = None, None
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        except BaseException as exc:  # noqa: BLE001 - the point is to see what escapes
+            escaped = exc
+    return code, err.getvalue(), escaped
+
+
+def outcome(argv: list[str]) -> tuple[str, str]:
+    "Classify a command that must fail: ('clear error' | 'traceback' | 'silent', what it printed)."
+    code, err, escaped = run_cli(argv)
+    if escaped is not None:
+        return "traceback", f"{type(escaped).__name__}: {escaped}"
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("sdrc: warning:", "usage:", "  "))
+             and "it/s]" not in line and "s/it]" not in line]
+    if code in (0, None):
+        return "silent", err
+    clear = len(lines) == 1 and "error" in lines[0] and "Traceback" not in err
+    return ("clear error" if clear else "traceback"), err
+
+
+def expect_clear_error(argv: list[str], *fragments: str) -> str:
+    "Assert that `sdrc ARGV` fails with one clear line holding every fragment; returns that line."
+    kind, text = outcome(argv)
+    TALLY["tried"] += 1
+    TALLY[kind] += 1
+    assert kind == "clear error", text
+    for fragment in fragments:
+        assert fragment in text, text
+    return text
+
+
+def train_args(bundle: Path, out: Path, *more: str) -> list[str]:
+    return ["train", "--data", str(bundle), "--epochs", "2", "--batch-size", "64", "--record-samples", "30",
+            "--threads", "1", "--out", str(out), *more]
+
+
+@pytest.fixture(scope="module")
+def finished(bundle, tmp_path_factory):
+    "A finished 2-epoch run (MNIST→USPS on the small bundle), to copy and damage."
+    out = tmp_path_factory.mktemp("finished") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sdrc.data, "TRAIN_SIZES", SIZES)
+        code, err, escaped = run_cli(train_args(bundle, out))
+    assert code == 0 and escaped is None, err
+    return out
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(run, target)
+    return target
+
+
+# ---------------------------------------------------------------- arguments, devices, folders
+
+@pytest.mark.parametrize("more, fragment", [
+    (["--epochs", "0"], "--epochs must be a positive integer"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--lr", "-1"], "--lr must lie in (0, inf]"),
+    (["--record-samples", "-1"], "--record-samples must be an integer ≥ 0"),
+    (["--workers", "-1"], "--workers must be an integer ≥ 0"),
+    (["--threads", "0"], "--threads must be a positive integer"),
+    (["--device", "foo"], "unknown device 'foo'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--set", "detach=true"], "unknown SDRC option(s) detach"),
+    (["--set", "alpha=-1"], "`alpha` must lie in"),
+    (["--set", "kernel_norm=cosine"], "unknown kernel_norm 'cosine'"),
+    (["--set", "alpha"], "--set expects NAME=VALUE"),
+    (["--target", "svhn"], "unknown digit domain 'svhn'"),
+    (["--source", "usps"], "both 'usps'"),
+])
+def test_bad_arguments(bundle, tmp_path, more, fragment):
+    expect_clear_error(train_args(bundle, tmp_path / "run", *more), fragment)
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_cuda_on_a_machine_without_a_gpu(bundle, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    expect_clear_error(train_args(bundle, tmp_path / "run", "--device", "cuda"), "has no usable CUDA GPU")
+
+
+def test_out_names_a_file(bundle, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    expect_clear_error(train_args(bundle, tmp_path / "file"), "file")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_out_where_nothing_can_be_written(bundle):
+    expect_clear_error(train_args(bundle, Path("/proc/sdrc/run")), "/proc/sdrc")
+
+
+def test_out_is_not_empty(bundle, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    expect_clear_error(train_args(bundle, tmp_path / "run"), "exists and is not empty")
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_a_full_disk_during_training(bundle, tmp_path, monkeypatch):
+    "The disk fills up while epoch 1 is recorded: one line, and what was written before stays whole."
+    real, calls = os.fsync, {"n": 0}
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] >= 4:  # run.json, epoch 0's record and run.json again, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    expect_clear_error(train_args(bundle, tmp_path / "run"), "the disk is full")
+    monkeypatch.setattr(os, "fsync", real)
+    run = RunRecord.open(tmp_path / "run")
+    assert run.epoch_numbers() == [0] and [m["epoch"] for m in run.epochs] == [0]
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_a_loss_that_diverges_stops_with_the_likely_cause(bundle, tmp_path):
+    expect_clear_error(train_args(bundle, tmp_path / "run", "--lr", "1e12"), "training diverged", "learning rate")
+
+
+# ---------------------------------------------------------------- data
+
+def test_a_bundle_with_five_channel_images(tmp_path):
+    bad = write_bundle(tmp_path / "bad", mnistm_channels=5)
+    expect_clear_error(train_args(bad, tmp_path / "run", "--target", "mnistm"), "'mnistm_x' should hold N×H×W×3")
+
+
+def test_a_truncated_bundle(bundle, tmp_path):
+    (tmp_path / "cut").mkdir()
+    data = (bundle / "digits_real.npz").read_bytes()
+    (tmp_path / "cut" / "digits_real.npz").write_bytes(data[: len(data) // 2])
+    expect_clear_error(train_args(tmp_path / "cut", tmp_path / "run"), "not a readable digit bundle")
+
+
+def test_a_missing_bundle(tmp_path):
+    expect_clear_error(train_args(tmp_path / "nowhere", tmp_path / "run"), "digits_real.npz was not found")
+
+
+def test_an_all_black_target_trains_and_reports(tmp_path):
+    "Not an error: a degenerate target still trains, records finite features and draws its report."
+    black = write_bundle(tmp_path / "black", usps_x=np.zeros((260, 16, 16), np.uint8))
+    code, err, escaped = run_cli(train_args(black, tmp_path / "run"))
+    assert code == 0 and escaped is None, err
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert np.isfinite(RunRecord.open(tmp_path / "run").record(2).target_feat[0].astype(np.float32)).all()
+
+
+@pytest.mark.filterwarnings("always:the target test split has only")
+def test_a_tiny_test_split_warns_in_the_command_and_in_run_json(bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(sdrc.data, "TRAIN_SIZES", {"mnist": 250, "usps": 250, "mnistm": 250})  # 10 test images
+    code, err, escaped = run_cli(train_args(bundle, tmp_path / "run"))
+    assert code == 0 and escaped is None
+    assert "sdrc: warning: the target test split has only 10 image(s)" in err
+    assert "only 10 image(s)" in RunRecord.open(tmp_path / "run").meta["warnings"][0]
+
+
+def test_recorded_p_hat_uses_the_runs_own_kernel(bundle, tmp_path):
+    "Not silently the default kernel: p-hat in the record is what the loss saw, for alpha and sum normalisation."
+    out = tmp_path / "run"
+    code, err, _ = run_cli(train_args(bundle, out, "--set", "alpha=0.5", "--set", "kernel_norm=sum"))
+    assert code == 0, err
+    record = RunRecord.open(out).record(2)
+    for j in range(record.num_spaces):
+        expected = soft_assignment(torch.from_numpy(record.target_feat[j].astype(np.float32)),
+                                   torch.from_numpy(record.centres[j]), alpha=0.5, norm="sum").numpy()
+        np.testing.assert_allclose(record.target_phat[j], expected, atol=2e-3)
+
+
+# ---------------------------------------------------------------- resume
+
+def test_resume_on_another_pair(bundle, finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    before = (run / "epoch_001.npz").read_bytes()
+    expect_clear_error(train_args(bundle, run, "--source", "usps", "--target", "mnist", "--resume"),
+                       "it was trained on other data", "source_train (name mnist/train → usps/train")
+    assert (run / "epoch_001.npz").read_bytes() == before  # nothing was overwritten
+
+
+def test_resume_after_changing_the_target_to_colour(bundle, finished, tmp_path):
+    expect_clear_error(train_args(bundle, copy_of(finished, tmp_path), "--target", "mnistm", "--resume"),
+                       "it was trained on other data")
+
+
+def test_resume_under_another_recipe(bundle, finished, tmp_path):
+    expect_clear_error(train_args(bundle, copy_of(finished, tmp_path), "--lr", "0.1", "--resume"), "its recipe differs in lr")
+
+
+def test_resume_without_a_checkpoint(bundle, finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    (run / CHECKPOINT).unlink()
+    expect_clear_error(train_args(bundle, run, "--resume"), "checkpoint.pt not found: nothing to resume")
+
+
+def test_resume_of_a_folder_that_is_not_a_run(bundle, tmp_path):
+    expect_clear_error(train_args(bundle, tmp_path, "--resume"), "run.json not found")
+
+
+def damage_checkpoint(run: Path, change) -> None:
+    state = load_checkpoint(run / CHECKPOINT)
+    change(state)
+    torch.save(state, run / CHECKPOINT)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda s: s.pop("model"), "'model' should be a dict"),
+    (lambda s: s.pop("optimizer"), "'optimizer' should be a dict"),
+    (lambda s: s.update(next_epoch=10**9), "next_epoch 1000000000 is outside this run of 2 epochs"),
+    (lambda s: s.update(next_epoch=0), "next_epoch 0 is outside"),
+    (lambda s: s.update(next_epoch=True), "'next_epoch' should be a int"),
+    (lambda s: s["model"].update({k: torch.zeros(3) for k in list(s["model"])[:1]}), "does not fit this run's network"),
+    (lambda s: s["centres"].clear(), "does not fit this run's network"),
+    (lambda s: s.update(centre_grads=[torch.zeros(2)]), "does not fit this run's network"),
+], ids=["no model", "no optimizer", "next epoch 1e9", "next epoch 0", "next epoch bool", "wrong shape",
+        "no centres", "centre gradients"])
+def test_a_damaged_checkpoint(bundle, finished, tmp_path, change, fragment):
+    run = copy_of(finished, tmp_path)
+    damage_checkpoint(run, change)
+    expect_clear_error(train_args(bundle, run, "--resume"), fragment)
+
+
+def test_a_crafted_checkpoint_runs_no_code(bundle, finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    torch.save({"model": Path("/etc/passwd")}, run / CHECKPOINT)
+    expect_clear_error(train_args(bundle, run, "--resume"), "could not be loaded")
+
+
+def test_a_truncated_checkpoint(bundle, finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    data = (run / CHECKPOINT).read_bytes()
+    (run / CHECKPOINT).write_bytes(data[: len(data) // 3])
+    expect_clear_error(train_args(bundle, run, "--resume"), "could not be loaded")
+
+
+# ---------------------------------------------------------------- run records read by info and report
+
+def damage_run_json(run: Path, change) -> None:
+    data = json.loads((run / "run.json").read_text())
+    change(data)
+    (run / "run.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda d: d.update(epochs="x"), "'epochs' should be a list"),
+    (lambda d: d.update(epochs=[{"acc_f": 1}]), "each with its epoch number"),
+    (lambda d: d.update(config=[1, 2]), "'config' should be an object"),
+    (lambda d: d.update(classes="0123456789"), "'classes' should be a list of class names"),
+    (lambda d: d.update(classes=[0, 1]), "'classes' should be a list of class names"),
+    (lambda d: d.update(format_version=0), "no valid format_version"),
+    (lambda d: d.update(format_version=-5), "no valid format_version"),
+    (lambda d: d.update(format_version=True), "no valid format_version"),
+    (lambda d: d.update(format_version=99), "newer than this sdrc reads"),
+], ids=["epochs str", "epochs without numbers", "config list", "classes str", "classes ints", "version 0",
+        "version -5", "version true", "version 99"])
+@pytest.mark.parametrize("command", ["info", "report"])
+def test_a_damaged_run_json(finished, tmp_path, change, fragment, command):
+    run = copy_of(finished, tmp_path)
+    damage_run_json(run, change)
+    expect_clear_error([command, str(run)], fragment)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda a: a.pop("target_q"), "missing target_q"),
+    (lambda a: a.update(target_p=np.ones((3, 3))), "'target_p' has 3 rows, expected 30 (target)"),
+    (lambda a: a.update(target_q=np.ones((30, 4))), "'target_q' should be 30×10"),
+    (lambda a: a.update(centres_1=np.ones((4, 128))), "'centres_1' has 4 rows"),
+    (lambda a: a.update(target_y=np.array(["a"] * 30)), "'target_y' should be a numeric array"),
+], ids=["missing", "wrong rows", "wrong width", "wrong centres", "strings"])
+def test_a_damaged_epoch_record(finished, tmp_path, change, fragment):
+    run = copy_of(finished, tmp_path)
+    with np.load(run / "epoch_001.npz") as npz:
+        arrays = dict(npz)
+    change(arrays)
+    np.savez(run / "epoch_001.npz", **arrays)
+    expect_clear_error(["report", str(run)], "epoch_001.npz", fragment)
+
+
+def test_a_truncated_epoch_record(finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    (run / "epoch_002.npz").write_bytes((run / "epoch_002.npz").read_bytes()[:100])
+    expect_clear_error(["report", str(run)], "epoch_002.npz could not be read")
+
+
+def test_report_into_a_folder(finished, tmp_path):
+    expect_clear_error(["report", str(finished), "--out", str(tmp_path)], "a folder stands where a file should be")
+
+
+@pytest.mark.parametrize("command", ["info", "report"])
+def test_a_folder_that_is_not_a_run(tmp_path, command):
+    expect_clear_error([command, str(tmp_path)], "run.json not found", str(tmp_path))
+
+
+def test_the_layout_cache_follows_the_records_content(finished, tmp_path):
+    "A cache keyed on epoch numbers would draw changed records from a stale layout; it is keyed on their content."
+    from sdrc.viz import embed_run
+    run = copy_of(finished, tmp_path)
+    before = embed_run(run, space=1, method="pca", progress=False).coords
+    with np.load(run / "epoch_002.npz") as npz:
+        arrays = dict(npz)
+    arrays["target_feat_1"] = (arrays["target_feat_1"].astype(np.float32)[::-1] * 3).astype(np.float16)
+    np.savez(run / "epoch_002.npz", **arrays)
+    after = embed_run(run, space=1, method="pca", progress=False).coords
+    np.testing.assert_array_equal(after[:2], before[:2])  # unchanged epochs come from the cache
+    assert not np.allclose(after[2], before[2])
