@@ -8,9 +8,13 @@ also gives the final accuracy on the unlabelled target images the run trained on
 the paper's main tables: 1,600 MNIST-M, 4,000 MNIST, 7,291 USPS images).
 
     SDRC_DATA=../shared/data python bench/digits.py [--epochs 30] [--seeds 0 1 2] [--out bench/digits.md]
+
+Several processes may run it at once (e.g. one per core, with OMP_NUM_THREADS=1): each claims a run before starting it
+(a file in .digits_results.claims/ beside the results; delete a claim to run that row again).
 """
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +27,13 @@ from sdrc.train import train
 
 PAIRS = ("mnist:usps", "usps:mnist", "mnist:mnistm")
 METHODS = {"source-only": dict(method="source-only"), "DANN": dict(method="dann"),
-           "SRDC paper": dict(method="srdc", preset="paper"), "SRDC official": dict(method="srdc", preset="official")}
+           "SRDC paper": dict(method="srdc", preset="paper"), "SRDC official": dict(method="srdc", preset="official"),
+           # p-hat normalised by its sum (DEC) instead of a softmax, and a sharper kernel: does feature clustering count?
+           "SRDC official + p̂ sum": dict(method="srdc", preset="official", overrides=dict(kernel_norm="sum")),
+           "SRDC paper + p̂ sum": dict(method="srdc", preset="paper", overrides=dict(kernel_norm="sum")),
+           "SRDC official + p̂ sum, α = 10": dict(method="srdc", preset="official",
+                                                  overrides=dict(kernel_norm="sum", alpha=10.0))}
+SPACES = (0, 1)  # the digit network's backbone z and bottleneck b
 
 
 def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
@@ -33,11 +43,14 @@ def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
     start = time.perf_counter()
     history = train(pair, Recipe(**METHODS[method], epochs=epochs, seed=seed, record_samples=0),
                     Runtime(progress=False, log=lambda line: print(f"  {line}", flush=True)))
-    best = max(history, key=lambda m: m["acc_f"])
-    return dict(pair=pair_name, method=method, seed=seed, epochs=epochs, final=history[-1]["acc_f"], best=best["acc_f"],
-                final_transductive=history[-1]["acc_f_train"],
-                best_epoch=best["epoch"], largest_pred=history[-1]["largest_pred"],
-                collapsed_epochs=sum(m["collapsed"] for m in history[1:]), seconds=time.perf_counter() - start)
+    best, last = max(history, key=lambda m: m["acc_f"]), history[-1]
+    return dict(pair=pair_name, method=method, seed=seed, epochs=epochs, final=last["acc_f"], best=best["acc_f"],
+                final_transductive=last["acc_f_train"],
+                best_epoch=best["epoch"], largest_pred=last["largest_pred"],
+                collapsed_epochs=sum(m["collapsed"] for m in history[1:]), seconds=time.perf_counter() - start,
+                entropy_phat=[last[f"entropy_phat_{j}"] for j in SPACES],
+                target_feature_terms=[last.get(f"train_tgt_feat_{j}") for j in SPACES],
+                agree_centre=[last[f"agree_centre_{j}"] for j in SPACES])
 
 
 def mean_std(values: list[float]) -> str:
@@ -47,19 +60,32 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
-def table(results: list[dict]) -> str:
-    "The markdown table of all finished runs."
+def pair_of_means(rows: list[dict], key: str) -> str:
+    "'z / b' means over the runs that measured `key` (one value per clustering space), or an em dash."
+    rows = [r for r in rows if r.get(key) and None not in r[key]]
+    if not rows:
+        return "—"
+    return " / ".join(f"{statistics.mean(r[key][j] for r in rows):.2f}" for j in SPACES) + (f" ({len(rows)})" if len(rows) < 3 else "")
+
+
+def table(results: list[dict], remeasured: list[dict] = ()) -> str:
+    """The markdown table of all finished runs. The p-hat columns (entropy of p-hat, the target's feature-space terms
+    and how often the nearest centre agrees with f, each at the end, in spaces z / b) use every run that measured them,
+    including `remeasured` runs of rows measured before those columns existed; a count in brackets when fewer than 3."""
     lines = ["| pair | method | seeds | final acc % | best acc % | transductive final acc % | largest class share at the end "
-             "| minutes per run |", "|---|---|---|---|---|---|---|---|"]
+             "| H(p̂) z / b (log K = 2.30) | target feature terms z / b | nearest centre agrees with f, z / b | minutes per run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for pair_name in PAIRS:
         for method in METHODS:
             rows = [r for r in results if r["pair"] == pair_name and r["method"] == method]
             if not rows:
                 continue
+            measured = rows + [r for r in remeasured if r["pair"] == pair_name and r["method"] == method]
             lines.append(f"| {pair_name.replace(':', ' → ')} | {method} | {len(rows)} | "
                          f"{mean_std([r['final'] for r in rows])} | {mean_std([r['best'] for r in rows])} | "
-                         f"{mean_std([r['final_transductive'] for r in rows])} | "
-                         f"{max(r['largest_pred'] for r in rows):.2f} | {statistics.mean(r['seconds'] for r in rows) / 60:.1f} |")
+                         f"{mean_std([r['final_transductive'] for r in rows])} | {max(r['largest_pred'] for r in rows):.2f} | "
+                         f"{pair_of_means(measured, 'entropy_phat')} | {pair_of_means(measured, 'target_feature_terms')} | "
+                         f"{pair_of_means(measured, 'agree_centre')} | {statistics.mean(r['seconds'] for r in rows) / 60:.1f} |")
     return "\n".join(lines)
 
 
@@ -70,6 +96,8 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--results", default="bench/digits_results.jsonl")
+    parser.add_argument("--remeasured", default="bench/digits_remeasured.jsonl",
+                        help="runs of rows measured before the p-hat columns existed, re-run for those columns only")
     parser.add_argument("--out", default="bench/digits.md")
     args = parser.parse_args()
     results_path = Path(args.results)
@@ -79,12 +107,26 @@ def main():
                 if any(r["pair"] == pair_name and r["method"] == method and r["seed"] == seed and r["epochs"] == args.epochs
                        for r in read_results(results_path)):
                     continue
+                if not claim(results_path, pair_name, method, seed, args.epochs):
+                    continue  # another benchmark process is running it
                 print(f"{pair_name} {method} seed {seed}", flush=True)
                 result = run_one(pair_name, method, seed, args.epochs)
                 with open(results_path, "a") as f:
                     f.write(json.dumps(result) + "\n")
                 write_table(results_path, args)
     print(write_table(results_path, args))
+
+
+def claim(results_path: Path, pair_name: str, method: str, seed: int, epochs: int) -> bool:
+    "Claim one run for this process (a file created exclusively), so that several benchmark processes share the work."
+    claims = results_path.with_name(f".{results_path.stem}.claims")
+    claims.mkdir(exist_ok=True)
+    name = f"{pair_name}_{method}_{seed}_{epochs}".replace(":", "-").replace(" ", "_").replace("/", "-")
+    try:
+        os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def read_results(results_path: Path) -> list[dict]:
@@ -95,9 +137,10 @@ def read_results(results_path: Path) -> list[dict]:
 def write_table(results_path: Path, args) -> str:
     "Write atomically (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
     text = (f"Digits benchmark: {args.epochs} epochs, CPU ({torch.get_num_threads()} threads), target test accuracy\n\n"
-            + table([r for r in read_results(results_path) if r["epochs"] == args.epochs]) + "\n")
+            + table([r for r in read_results(results_path) if r["epochs"] == args.epochs],
+                    [r for r in read_results(Path(args.remeasured)) if r["epochs"] == args.epochs]) + "\n")
     out = Path(args.out)
-    partial = out.with_name(out.name + ".partial")
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")  # several benchmark processes may write at once
     partial.write_text(text)
     partial.replace(out)
     return text
