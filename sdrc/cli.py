@@ -6,7 +6,7 @@
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'user_error',
            'train_settings', 'run_train', 'format_run', 'run_report', 'run_info', 'run_demo', 'main', 'entry_point']
 
-# %% ../nbs/07_cli.ipynb #f66c7710
+# %% ../nbs/07_cli.ipynb #bc0e7d14
 import argparse
 import re
 import sys
@@ -24,7 +24,7 @@ from .models import resnet50_net
 from .recipe import ABLATIONS, Recipe, Runtime, resolve_device
 from .snapshots import RunRecord
 from .train import Trainer, TrainingDiverged
-from .viz import write_report
+from .report import write_report
 
 # %% ../nbs/07_cli.ipynb #d700767c
 def _pixels(domain) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,14 +152,17 @@ def _add_train(commands) -> None:
     _train_recipe_options(cmd)
     _train_runtime_options(cmd)
 
-# %% ../nbs/07_cli.ipynb #3189f9b5
+# %% ../nbs/07_cli.ipynb #38577663
 def _add_report(commands) -> None:
-    cmd = commands.add_parser("report", help="write a self-contained HTML report of a run",
-                              description="Write one HTML file (plotly.js inlined, works offline) with the per-epoch "
-                                          "scatter of the target, the metrics curves and P, Q and p-hat of a few points.")
-    cmd.add_argument("run", metavar="RUN", help="a run folder written by sdrc train")
-    cmd.add_argument("--out", default=None, metavar="FILE", help="where to write it (default: RUN/report.html)")
-    cmd.add_argument("--layout", default="pca", choices=("pca", "umap"), help="2-D layout of the features (default: pca)")
+    cmd = commands.add_parser("report", help="write a self-contained HTML report of one run, or of runs side by side",
+                              description="Write one HTML file (plotly.js inlined, works offline): the target of every "
+                                          "epoch in a fixed frame, with an epoch slider; P, Q and p-hat of any point "
+                                          "clicked; the metrics with a cursor at the epoch shown. Several runs (of the same "
+                                          "pair and length) are shown side by side with one slider.")
+    cmd.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by sdrc train")
+    cmd.add_argument("--out", default=None, metavar="FILE", help="where to write it (default: report.html in the first RUN)")
+    cmd.add_argument("--layout", default="auto", choices=("auto", "umap", "pca"),
+                     help="2-D layout of the features (default: auto, UMAP when umap-learn is installed, else PCA)")
     cmd.add_argument("--space", type=int, default=1, help="clustering space: 0 backbone, 1 bottleneck (default: 1)")
 
 def _add_info(commands) -> None:
@@ -276,7 +279,7 @@ def _report_after_training(out) -> int:
         return 1
     return 0
 
-# %% ../nbs/07_cli.ipynb #eba6e825
+# %% ../nbs/07_cli.ipynb #c790acfa
 INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_f_train", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"),
                 ("acc_centre_1", "{:>8.4f}"), ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"),
                 ("entropy_q", "{:>7.3f}"), ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
@@ -295,7 +298,7 @@ def format_run(run: RunRecord) -> str:
 def run_report(args) -> int:
     "The `report` command."
     try:
-        print(write_report(args.run, args.out, space=args.space, method=args.layout))
+        print(write_report(args.runs, args.out, space=args.space, method=args.layout))
     except (ValueError, OSError) as err:
         return user_error("report", err)
     return 0

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_toy_run
-from sdrc.viz import write_report
+from sdrc.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -32,30 +31,74 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    folder = train_toy_run(tmp_path_factory.mktemp("browser") / "run", n_per_class=60, epochs=4, record_samples=150)
-    return write_report(folder)
+def runs(tmp_path_factory):
+    "Two toy runs of the same pair, trained with the official and the paper preset."
+    from sdrc.data import make_domain_pair
+    from sdrc.recipe import Recipe, Runtime
+    from sdrc.train import train
+    root = tmp_path_factory.mktemp("browser")
+    toy = make_domain_pair(n_per_class=60, num_classes=3, dim=4, shift="translate", amount=1.5, seed=0)
+    for preset in ("official", "paper"):
+        train(toy, Recipe(preset=preset, epochs=4, batch_size=32, record_samples=150), Runtime(progress=False, log=None),
+              out=root / preset)
+    return root
 
 
-def test_report_renders_and_the_slider_changes_the_frame(browser, report, tmp_path):
-    page = browser.new_page(viewport={"width": 1000, "height": 1400})
-    errors = []
+def open_page(browser, path, width=1400):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    errors, requests = [], []
     page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
     page.on("pageerror", lambda err: errors.append(str(err)))
-    page.goto(report.as_uri())
-    page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
-    assert page.locator(".plotly-graph-div").count() == 3
-    first_x = "Array.from(document.querySelectorAll('.plotly-graph-div')[0]._fullData[0].x.slice(0, 3)).join(',')"
-    before = page.evaluate(first_x)
-    assert before.count(",") == 2
-    assert page.evaluate("document.querySelectorAll('.plotly-graph-div')[0].layout.sliders[0].active || 0") == 0
-    rail = page.locator(".slider-rail-rect").first.bounding_box()
-    page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)  # the last epoch
-    page.wait_for_function(f"{first_x} !== {before!r}", timeout=10_000)
-    active = page.evaluate("document.querySelectorAll('.plotly-graph-div')[0]._fullLayout.sliders[0].active")
-    assert active == 4
+    page.on("request", lambda req: req.url.startswith("file://") or requests.append(req.url))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    return page, errors, requests
+
+
+def set_epoch(page, index: int) -> None:
+    page.locator("#epoch").evaluate(f"(el) => {{ el.value = {index}; el.dispatchEvent(new Event('input')); }}")
+
+
+def test_report_explains_itself_in_a_real_browser(browser, runs, tmp_path):
+    report = write_report(runs / "official", method="pca")
+    page, errors, requests = open_page(browser, report)
+    legend = page.locator("#scatter-0 .legendtext").all_text_contents()
+    assert legend[:3] == ["class 0", "class 1", "class 2"] and "centres" in legend and "source points" in legend
+    frame = "JSON.stringify([document.getElementById('scatter-0')._fullLayout.xaxis.range, " \
+            "document.getElementById('scatter-0')._fullLayout.yaxis.range])"
+    xs = "Array.from(document.getElementById('scatter-0')._fullData[0].x).slice(0, 5).join(',')"
+    last_frame, last_x = page.evaluate(frame), page.evaluate(xs)
+    set_epoch(page, 0)
+    page.wait_for_function(f"{xs} !== {last_x!r}", timeout=10_000)  # the points moved ...
+    assert page.evaluate(frame) == last_frame  # ... and the frame did not
+    cursor = "document.getElementById('metrics').layout.shapes.filter(s => s.name === 'cursor').map(s => s.x0).join(',')"
+    assert page.evaluate(cursor) == "0,0,0"  # the metrics' cursor follows the slider
+    assert page.locator("#epoch-label").text_content() == "epoch 0"
+    assert "accuracy of f on the target test split" in page.locator("#metrics .legendtext").all_text_contents()
+    bars_title = "document.getElementById('bars').layout.title.text"
+    expected = page.evaluate("D.runs[0].index[document.getElementById('scatter-0').data[1].customdata[0]]")
+    box = page.locator("#scatter-0 .scatterlayer .trace").nth(1).locator(".point").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # a class-1 point, as a reader clicks it
+    page.wait_for_function(f"{bars_title}.includes('target image {expected} ')", timeout=10_000)
+    shown = page.evaluate("document.getElementById('bars').data.map(t => t.y.length)")
+    assert shown == [3, 3, 3] and "true class" in page.evaluate(bars_title)
+    assert not errors and not requests, (errors, requests)
     shots = Path(os.environ.get("SDRC_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shots / "report.png"), clip={"x": 0, "y": 0, "width": 760, "height": 700})
+    set_epoch(page, 4)
+    page.screenshot(path=str(shots / "report.png"), full_page=True)
+    page.close()
+
+
+def test_runs_side_by_side_in_a_real_browser(browser, runs, tmp_path):
+    report = write_report([runs / "official", runs / "paper"], tmp_path / "both.html", method="pca")
+    page, errors, _ = open_page(browser, report)
+    titles = [page.evaluate(f"document.getElementById('scatter-{r}').layout.title.text") for r in (0, 1)]
+    assert titles == ["official (srdc official): epoch 4", "paper (srdc paper): epoch 4"]
+    set_epoch(page, 2)
+    page.wait_for_function("document.getElementById('scatter-1').layout.title.text.endsWith('epoch 2')", timeout=10_000)
+    legend = page.locator("#metrics .legendtext").all_text_contents()
+    assert any(t.endswith("official (srdc official)") for t in legend) and any(t.endswith("paper (srdc paper)") for t in legend)
     assert not errors, errors
     page.close()

@@ -1,16 +1,41 @@
-"""Tests of sdrc.viz: Procrustes alignment, cached embeddings, the explorer driven as a user would, the HTML report."""
+"""Tests of the viewers: aligned layouts and their cache, fixed frames, the explorer driven as a user would (one run,
+two side by side, one followed while it trains), the report, and the errors for runs that cannot be shown."""
+import json
+import shutil
+import threading
+import time
+
 import numpy as np
 import pytest
 
-from conftest import train_toy_run
+from sdrc.data import make_domain_pair
+from sdrc.explorer import ClusterExplorer
+from sdrc.recipe import Recipe, Runtime
+from sdrc.report import write_report
 from sdrc.snapshots import RunRecord
-from sdrc.viz import (ClusterExplorer, embed_run, mean_displacement, metrics_figure, procrustes_align,
-                      representative_points, write_report)
+from sdrc.train import train
+from sdrc.viz import (embed_run, frame, mean_displacement, metrics_figure, open_runs, procrustes_align, scatter_figure,
+                      settle_epoch, view_run)
+
+QUIET = Runtime(progress=False, log=None, workers=0)
+
+
+def toy_pair(classes: int = 3):
+    return make_domain_pair(n_per_class=60, num_classes=classes, dim=4, shift="translate", amount=1.5, seed=0)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return RunRecord.open(train_toy_run(tmp_path_factory.mktemp("viz") / "run"))
+def runs(tmp_path_factory):
+    "Two finished 3-epoch toy runs of the same pair (official and paper presets)."
+    root = tmp_path_factory.mktemp("viz")
+    for preset in ("official", "paper"):
+        train(toy_pair(), Recipe(preset=preset, epochs=3, batch_size=32, record_samples=100), QUIET, out=root / preset)
+    return root
+
+
+@pytest.fixture
+def run(runs):
+    return RunRecord.open(runs / "official")
 
 
 def test_procrustes_undoes_rotation_reflection_scale_and_shift():
@@ -28,107 +53,185 @@ def test_alignment_reduces_displacement():
     assert mean_displacement(aligned) < 1e-9 < mean_displacement(flipped)
 
 
-def test_embedding_is_cached_and_extended(run):
+def test_embedding_is_cached(run):
     emb = embed_run(run, space=1, method="pca", progress=False)
     assert emb.epochs == [0, 1, 2, 3] and emb.coords.shape == (4, 200, 2) and emb.n_target == 100
-    cache = run.folder / "embedding_pca_1.npz"
-    assert cache.is_file()
-    again = embed_run(run, space=1, method="pca", progress=False)
-    np.testing.assert_array_equal(again.coords, emb.coords.astype(np.float32))
+    assert (run.folder / "embedding_pca_1.npz").is_file()
+    np.testing.assert_array_equal(embed_run(run, space=1, method="pca", progress=False).coords, emb.coords.astype(np.float32))
 
 
-def test_umap_embedding_small(run):
-    emb = embed_run(run, space=0, method="umap", progress=False)
-    assert emb.coords.shape == (4, 200, 2) and np.isfinite(emb.coords).all()
+def test_umap_is_the_default_layout(run):
+    view = view_run(run, space=0)
+    assert view.embedding.method == "umap" and view.embedding.coords.shape == (4, 200, 2)
+    assert np.isfinite(view.embedding.coords).all() and view.note.startswith("UMAP layout")
 
 
-def test_embedding_bad_arguments(run, tmp_path):
-    with pytest.raises(ValueError, match="unknown method 'tsne'"):
+def test_without_umap_the_layout_falls_back_to_pca_with_a_note(run, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
+    view = view_run(run)
+    assert view.embedding.method == "pca" and "umap-learn is not installed" in view.note
+
+
+def test_embedding_bad_arguments(run):
+    with pytest.raises(ValueError, match="unknown layout 'tsne'"):
         embed_run(run, method="tsne")
     with pytest.raises(ValueError, match="no features of space 5"):
         embed_run(run, space=5, method="pca", progress=False)
 
 
+def test_the_frame_holds_every_epoch_and_stays_the_same(run):
+    view = view_run(run, method="pca")
+    xs, ys = view.frame
+    coords = view.embedding.coords
+    assert xs[0] < coords[..., 0].min() and coords[..., 0].max() < xs[1] and ys[0] < coords[..., 1].min()
+    first, last = scatter_figure(view, 0), scatter_figure(view, 3)
+    assert list(first.layout.xaxis.range) == list(last.layout.xaxis.range) == xs
+    assert first.layout.xaxis.autorange is False
+    assert frame(np.zeros((2, 5, 2)))[0][0] < 0 < frame(np.zeros((2, 5, 2)))[0][1]  # a point still gets a frame
+
+
+def test_the_scatter_names_each_class_and_holds_each_point_once(run):
+    view = view_run(run, method="pca")
+    fig = scatter_figure(view, 2, colouring="true class")
+    assert [t.name for t in fig.data[:3]] == ["class 0", "class 1", "class 2"]
+    assert sorted(np.concatenate([t.customdata for t in fig.data[:3]]).tolist()) == list(range(100))
+    record = view.records[2]
+    for k, trace in enumerate(fig.data[:3]):
+        assert (record.target_y[np.asarray(trace.customdata)] == k).all()
+    assert list(fig.data[-1].text) == view.classes  # the centres are labelled with their class
+
+
+def test_settle_epoch():
+    class R:
+        def __init__(self, pred):
+            self.target_pred = np.array(pred)
+    records = [R([0] * 50), R([1] * 50), R([1] * 49 + [2]), R([1] * 49 + [2])]
+    assert settle_epoch(records, [0, 1, 2, 3]) == 2  # 1 of 50 (2 %) changes after epoch 1: not fewer than 2 %
+    assert settle_epoch(records, [0, 1, 2, 3], tolerance=0.03) == 1
+    assert settle_epoch(records[:2], [0, 1]) is None  # still changing at the end
+
+
+def test_metrics_figure_plots_each_recorded_metric_with_its_label(runs):
+    views = [view_run(runs / name, method="pca") for name in ("official", "paper")]
+    fig = metrics_figure(views, epoch=1)
+    curves = {t.name: list(t.y) for t in fig.data if t.name and t.name.startswith("accuracy of f on the target test split")}
+    assert curves == {f"accuracy of f on the target test split: {v.label}": v.run.metric("acc_f") for v in views}
+    assert {t.legend or "legend" for t in fig.data} == {"legend", "legend2", "legend3"}
+    assert [s.x0 for s in fig.layout.shapes if s.name == "cursor"] == [1, 1, 1]
+
+
 def test_explorer_follows_the_slider_and_colouring(run):
     ex = ClusterExplorer(run, space=1, method="pca")
-    emb = ex.embedding
     assert ex.slider.value == 3  # opens at the last epoch
     ex.slider.value = 1
-    np.testing.assert_allclose(np.array(ex.scatter.data[0].x), emb.coords[1, :100, 0])
-    assert ex.scatter.layout.title.text.startswith("epoch 1")
-    ex.colour.value = "true class"
-    assert list(ex.scatter.data[0].marker.color) == list(run.record(1).target_y)
+    view = ex.shown[0]
+    shown = np.concatenate([t.x for t in ex.scatters[0].data[:3]])
+    np.testing.assert_allclose(np.sort(shown), np.sort(view.embedding.coords[1, :100, 0]))
+    assert ex.scatters[0].layout.title.text.startswith("official (srdc official): epoch 1")
+    assert list(ex.scatters[0].layout.xaxis.range) == view.frame[0]
     ex.colour.value = "correct"
     record = run.record(1)
-    assert list(ex.scatter.data[0].marker.color) == list((record.target_pred == record.target_y).astype(int))
-    ex.show_source.value = True
-    assert ex.scatter.data[1].visible and len(ex.scatter.data[1].x) == 100
-    ex.show_centres.value = False
-    assert ex.scatter.data[2].visible is False
-    assert ex.metrics.layout.shapes[0].x0 == 1
+    np.testing.assert_array_equal(ex.scatters[0].data[3].marker.color, (record.target_pred == record.target_y).astype(float))
+    assert [s.x0 for s in ex.metrics.layout.shapes if s.name == "cursor"] == [1, 1, 1]
 
 
 def test_explorer_switches_clustering_space(run):
     ex = ClusterExplorer(run, space=1, method="pca")
     ex.slider.value = 2
     ex.space_choice.value = 0
-    np.testing.assert_allclose(np.array(ex.scatter.data[0].x), ex.embeddings[0].coords[2, :100, 0])
-    assert not np.allclose(ex.embeddings[0].coords[2], ex.embeddings[1].coords[2])
-    ex.colour.value = "p-hat argmax"
-    assert list(ex.scatter.data[0].marker.color) == list(run.record(2).target_phat[0].argmax(1))
-
-
-def test_explorer_shows_the_image_when_given(run):
-    images = np.arange(120 * 8 * 8, dtype=np.uint8).reshape(120, 8, 8)
-    ex = ClusterExplorer(run, space=1, method="pca", images=images)
-    ex.select(4)
-    from io import BytesIO
-    from PIL import Image
-    shown = np.asarray(Image.open(BytesIO(ex.picture.value)))
-    index = run.record(3).target_index[4]
-    assert shown.shape == (96, 96) and shown[0, 0] == images[index][0, 0]
-
-
-def test_explorer_shows_a_points_distributions(run):
-    ex = ClusterExplorer(run, space=1, method="pca")
-    ex.slider.value = 2
-    ex.select(7)
+    ex.colour.value = "p̂ argmax"
     record = run.record(2)
-    for trace, values in zip(ex.details.data, (record.target_p, record.target_q, record.target_phat[1])):
-        np.testing.assert_allclose(np.array(trace.y), values[7].astype(float))
-    assert f"target sample #{record.target_index[7]}" in ex.info.value
+    for k, trace in enumerate(ex.scatters[0].data[:3]):
+        assert (record.target_phat[0][np.asarray(trace.customdata)].argmax(1) == k).all()
 
 
 def test_explorer_colours_the_source_points_by_their_weight(run):
-    "The source-weight colouring shows each recorded source point's weight (eq. 12), read from the record."
     ex = ClusterExplorer(run, space=1, method="pca")
     ex.slider.value = 2
     ex.colour.value = "source weight"
-    np.testing.assert_allclose(np.array(ex.scatter.data[1].marker.color), run.record(2).source_weight.astype(float))
-    assert ex.scatter.data[1].visible and np.isfinite(np.array(ex.scatter.data[1].marker.color)).all()
+    np.testing.assert_allclose(np.array(ex.scatters[0].data[4].marker.color), run.record(2).source_weight.astype(float))
+    assert ex.scatters[0].data[4].visible is True
 
 
-def test_report_is_self_contained(run, tmp_path):
-    path = write_report(run, tmp_path / "report.html")
+def test_explorer_shows_a_points_distributions_and_image(run):
+    images = np.arange(180 * 8 * 8, dtype=np.uint8).reshape(180, 8, 8)
+    ex = ClusterExplorer(run, space=1, method="pca", images=images)
+    ex.slider.value = 2
+    ex.select(0, 7)
+    record = run.record(2)
+    for trace, values in zip(ex.details.data, (record.target_p, record.target_q, record.target_phat[1])):
+        np.testing.assert_allclose(np.array(trace.y), values[7].astype(float))
+    assert f"target image #{record.target_index[7]}" in ex.info.value
+    from io import BytesIO
+    from PIL import Image
+    assert np.asarray(Image.open(BytesIO(ex.picture.value)))[0, 0] == images[record.target_index[7]][0, 0]
+
+
+def test_two_runs_side_by_side_share_one_slider(runs):
+    ex = ClusterExplorer([runs / "official", runs / "paper"], method="pca")
+    ex.slider.value = 2
+    assert [fig.layout.title.text for fig in ex.scatters] == ["official (srdc official): epoch 2 (space 1)",
+                                                              "paper (srdc paper): epoch 2 (space 1)"]
+    ex.select(1, 4)
+    np.testing.assert_allclose(np.array(ex.details.data[0].y), RunRecord.open(runs / "paper").record(2).target_p[4].astype(float))
+
+
+def test_runs_that_cannot_be_compared_are_refused_with_the_reason(runs, tmp_path):
+    train(toy_pair(4), Recipe(epochs=3, batch_size=32, record_samples=20), QUIET, out=tmp_path / "four")
+    with pytest.raises(ValueError, match="have different classes"):
+        open_runs([runs / "official", tmp_path / "four"])
+    other = make_domain_pair(n_per_class=60, num_classes=3, dim=4, seed=0)
+    other.target_train.name = "elsewhere"
+    train(other, Recipe(epochs=3, batch_size=32, record_samples=20), QUIET, out=tmp_path / "other")
+    with pytest.raises(ValueError, match="trained on different pairs"):
+        open_runs([runs / "official", tmp_path / "other"])
+    train(toy_pair(), Recipe(epochs=1, batch_size=32, record_samples=20), QUIET, out=tmp_path / "short")
+    with pytest.raises(ValueError, match="different recorded epochs"):
+        write_report([runs / "official", tmp_path / "short"], tmp_path / "r.html", method="pca")
+    with pytest.raises(FileNotFoundError, match="run.json not found"):
+        open_runs([tmp_path])
+
+
+def test_a_run_still_being_written_opens_with_its_complete_epochs(run, tmp_path):
+    "A half-written last epoch (its temporary file, no metrics yet) and no report: the complete epochs are shown."
+    partial = tmp_path / "partial"
+    shutil.copytree(run.folder, partial)
+    data = json.loads((partial / "run.json").read_text())
+    data["epochs"] = data["epochs"][:3]  # epoch 3's record is on disk, its metrics are not
+    (partial / "run.json").write_text(json.dumps(data))
+    (partial / ".epoch_004.npz.x1.tmp").write_bytes(b"half")
+    ex = ClusterExplorer(partial, method="pca")
+    assert ex.epochs == [0, 1, 2]
+
+
+def test_a_followed_run_adds_each_epoch_as_it_is_written(tmp_path):
+    folder = tmp_path / "live"
+    slow = Runtime(progress=False, log=lambda line: time.sleep(0.3), workers=0)
+    trainer = threading.Thread(target=train, args=(toy_pair(), Recipe(epochs=3, batch_size=32, record_samples=50), slow),
+                               kwargs=dict(out=folder))
+    trainer.start()
+    ex = ClusterExplorer(folder, method="pca", follow=True, poll_seconds=0.05)
+    first = len(ex.epochs)
+    trainer.join()
+    ex._thread.join(timeout=30)
+    assert first < 4 and ex.epochs == [0, 1, 2, 3] and ex.slider.max == 3 and ex.slider.value == 3
+    assert not ex._thread.is_alive()  # it stops once the run has written its last epoch
+    ex.slider.value = 0  # still usable
+    assert ex.scatters[0].layout.title.text.endswith("epoch 0 (space 1)")
+
+
+def test_report_is_self_contained(runs, tmp_path):
+    path = write_report(runs / "official", tmp_path / "report.html", method="pca")
     text = path.read_text()
-    assert text.startswith("<!DOCTYPE html>") and text.count("<script") >= 3
-    assert 'src="http' not in text and "plotly.js v" in text  # the library is inlined, no script is fetched
+    assert text.startswith("<!DOCTYPE html>") and 'src="http' not in text and "plotly.js v" in text
+    assert "What to look for" in text and "PCA layout" in text
     assert path.stat().st_size < 15_000_000
 
 
-def test_representative_points():
-    from types import SimpleNamespace
-    record = SimpleNamespace(target_p=np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]], np.float16),
-                             target_pred=np.array([0, 0, 0, 0]), target_y=np.array([0, 1, 0, 0]))
-    assert representative_points(record, n=1) == [3, 1]
-
-
-def test_metrics_figure_plots_each_recorded_metric(run):
-    fig = metrics_figure(run, space=1)
-    lines = {t.name: list(t.y) for t in fig.data if t.showlegend is not False}
-    assert list(lines) == ["acc_f", "acc_f_train", "acc_centre_1", "cluster_acc", "entropy_p", "entropy_q"]
-    for name, y in lines.items():
-        assert y == run.metric(name)
-    shares = [list(t.y) for t in fig.data if t.showlegend is False]
-    assert len(shares) == len(run.meta["classes"])  # one line per class
-    assert [list(s) for s in zip(*shares)] == run.metric("pred_sizes")
+def test_report_escapes_hostile_names(runs, tmp_path):
+    hostile = tmp_path / "<script>alert(1)<"
+    shutil.copytree(runs / "official", hostile)
+    text = write_report(hostile, tmp_path / "r.html", method="pca").read_text()
+    assert "<script>alert(1)" not in text
