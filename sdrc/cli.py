@@ -4,13 +4,16 @@
 
 # %% auto #0
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'user_error',
-           'train_settings', 'run_train', 'format_run', 'run_report', 'run_info', 'run_demo', 'main', 'entry_point']
+           'train_settings', 'run_train', 'format_run', 'run_report', 'run_book', 'run_info', 'run_demo', 'main',
+           'entry_point']
 
-# %% ../nbs/07_cli.ipynb #bc0e7d14
+# %% ../nbs/07_cli.ipynb #f3a046cb
 import argparse
 import re
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +155,7 @@ def _add_train(commands) -> None:
     _train_recipe_options(cmd)
     _train_runtime_options(cmd)
 
-# %% ../nbs/07_cli.ipynb #38577663
+# %% ../nbs/07_cli.ipynb #85e547e6
 def _add_report(commands) -> None:
     cmd = commands.add_parser("report", help="write a self-contained HTML report of one run, or of runs side by side",
                               description="Write one HTML file (plotly.js inlined, works offline): the target of every "
@@ -165,12 +168,20 @@ def _add_report(commands) -> None:
                      help="2-D layout of the features (default: auto, UMAP when umap-learn is installed, else PCA)")
     cmd.add_argument("--space", type=int, default=1, help="clustering space: 0 backbone, 1 bottleneck (default: 1)")
 
+def _add_book(commands) -> None:
+    cmd = commands.add_parser("book", help="build the offline HTML book of the notebooks",
+                              description="Build one web page per notebook of an sdrc checkout (landing page, reading-group "
+                                          "notebooks, library notebooks) with navigation, interactive figures and maths, "
+                                          "readable offline: open OUT/index.html.")
+    cmd.add_argument("--nbs", default="nbs", metavar="FOLDER", help="the notebooks folder of an sdrc checkout (default: nbs)")
+    cmd.add_argument("--out", default="_book", metavar="FOLDER", help="where to write the book (default: _book)")
+
 def _add_info(commands) -> None:
     cmd = commands.add_parser("info", help="print a table of a run's per-epoch metrics",
                               description="Print the configuration and a table of per-epoch metrics of a run folder.")
     cmd.add_argument("run", metavar="RUN", help="a run folder written by sdrc train")
 
-# %% ../nbs/07_cli.ipynb #14f9441c
+# %% ../nbs/07_cli.ipynb #b92235f7
 def build_parser() -> argparse.ArgumentParser:
     "The `sdrc` argument parser."
     parser = argparse.ArgumentParser(prog="sdrc", description="SRDC: structurally regularised deep clustering for domain adaptation")
@@ -179,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(commands)
     _add_report(commands)
     _add_demo(commands)
+    _add_book(commands)
     return parser
 
 # %% ../nbs/07_cli.ipynb #047fdd96
@@ -279,7 +291,7 @@ def _report_after_training(out) -> int:
         return 1
     return 0
 
-# %% ../nbs/07_cli.ipynb #c790acfa
+# %% ../nbs/07_cli.ipynb #ca7fcae5
 INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_f_train", "{:>7.4f}"), ("acc_centre_0", "{:>8.4f}"),
                 ("acc_centre_1", "{:>8.4f}"), ("cluster_acc", "{:>8.4f}"), ("nmi", "{:>7.4f}"), ("entropy_p", "{:>7.3f}"),
                 ("entropy_q", "{:>7.3f}"), ("largest_pred", "{:>8.3f}"), ("train_loss", "{:>8.3f}"))
@@ -303,6 +315,19 @@ def run_report(args) -> int:
         return user_error("report", err)
     return 0
 
+def run_book(args) -> int:
+    "The `book` command."
+    from sdrc.book import build_book
+    start = time.perf_counter()
+    try:
+        built = build_book(args.nbs, args.out)
+    except (ValueError, OSError) as err:
+        return user_error("book", err)
+    failed = [page for page, error in built.items() if error]
+    print(f"{len(built)} pages in {Path(args.out) / 'index.html'} ({time.perf_counter() - start:.1f} s)"
+          + (f"; with an error output: {', '.join(failed)}" if failed else ""))
+    return 0
+
 def run_info(args) -> int:
     "The `info` command."
     try:
@@ -311,7 +336,7 @@ def run_info(args) -> int:
         return user_error("info", err)
     return 0
 
-# %% ../nbs/07_cli.ipynb #7afbeb30
+# %% ../nbs/07_cli.ipynb #c7745fd7
 def run_demo(args, parser: argparse.ArgumentParser) -> int:
     "The `demo` command."
     _check_pair(args, parser)
@@ -331,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = dict(train=lambda: run_train(args, parser), info=lambda: run_info(args), report=lambda: run_report(args),
-                    demo=lambda: run_demo(args, parser))
+                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return commands[args.command]()

@@ -212,7 +212,7 @@ def rampup(epoch: float, total_epochs: float, gamma: float = 10.0) -> float:
         raise ValueError("`total_epochs` must be positive")
     return 2 / (1 + math.exp(-gamma * epoch / total_epochs)) - 1
 
-# %% ../nbs/00_core.ipynb #06e15d96
+# %% ../nbs/00_core.ipynb #772b1518
 Q_SCOPES = ("dataset", "batch")
 
 @dataclass(frozen=True)
@@ -228,6 +228,7 @@ class SDRCConfig:
     beta: float = 1.0
     q_kind: str = "srdc"
     source_feature_terms: bool = True
+    source_output_term: bool = True
     check_inputs: bool = True
 
     def __post_init__(self):
@@ -237,7 +238,7 @@ class SDRCConfig:
         if _check_number(self.alpha, "alpha", 0.0) == 0:
             raise ValueError("`alpha` (degrees of freedom) must be positive")
         _check_number(self.beta, "beta", 0.0, 1.0)
-        for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "source_feature_terms",
+        for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "source_feature_terms", "source_output_term",
                      "check_inputs"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
@@ -377,7 +378,7 @@ def _source_weights_for(loss: SDRCLoss, weights_s, n: int, like: Tensor) -> Tens
                          "set soft_select=True to use it")
     return like.new_ones(n)
 
-# %% ../nbs/00_core.ipynb #2672da1b
+# %% ../nbs/00_core.ipynb #cf2e7d69
 def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tensor, feats_s=None, feats_t=None,
                   centres=None, q_t=None, weights_s=None, lam: float = 1.0, labels_t: Tensor | None = None) -> SDRCOutput:
     """The SRDC loss of one batch. `feats_s`/`feats_t`/`centres`: one entry per feature space; `q_t`: Q from
@@ -404,10 +405,11 @@ def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tenso
                 terms[f"src_{name}"] = _weighted_label_nll(lp_s, y_s.long(), w)
         target = sum(v for k, v in terms.items() if k.startswith("tgt_"))
         source_feat = sum((v for k, v in terms.items() if k.startswith("src_feat")), torch.zeros((), dtype=dtype, device=logits_t.device))
+        source_out = terms["src_out"] if cfg.source_output_term else torch.zeros((), dtype=dtype, device=logits_t.device)
         if cfg.target_rampup:
-            total = terms["src_out"] + lam * (target + source_feat)
+            total = source_out + lam * (target + source_feat)
         else:
-            total = target + lam * (terms["src_out"] + source_feat)
+            total = target + lam * (source_out + source_feat)
     return SDRCOutput(total, {**{k: v.detach() for k, v in terms.items()}, "loss": total.detach()})
 
 SDRCLoss.forward = _sdrc_forward

@@ -43,7 +43,7 @@ class ClusterExplorer:
     def epochs(self) -> list[int]:
         return self.shown[0].epochs
 
-# %% ../nbs/06a_explorer.ipynb #a4cd224c
+# %% ../nbs/06a_explorer.ipynb #1fbeac4f
 def _build(self: ClusterExplorer) -> None:
     "Create the controls and figures, wire them, and draw the last epoch."
     last = len(self.epochs) - 1
@@ -53,9 +53,11 @@ def _build(self: ClusterExplorer) -> None:
     self.colour = W.Dropdown(options=COLOURINGS, value="prediction", description="colour by")
     self.space_choice = W.Dropdown(options=list(self.views), value=self.space, description="space")
     self.epoch_label = W.HTML()
-    self.scatters = [go.FigureWidget(scatter_figure(v, last, gl=True)) for v in self.shown]
-    self.details = go.FigureWidget(distributions_figure(self.shown[0].classes, distributions(self.shown[0], last, 0)))
-    self.metrics = go.FigureWidget(metrics_figure(self.shown))
+    width = 760 if len(self.shown) == 1 else 1200 // len(self.shown)
+    self.scatters = [go.FigureWidget(scatter_figure(v, last, gl=True).update_layout(width=width)) for v in self.shown]
+    self.details = go.FigureWidget(distributions_figure(self.shown[0].classes, distributions(self.shown[0], last, 0))
+                                   .update_layout(width=760))
+    self.metrics = go.FigureWidget(metrics_figure(self.shown).update_layout(width=1200))
     self.info = W.HTML()
     self.picture = W.Image(format="png", width=96, height=96, layout=W.Layout(display="none"))
     for control in (self.slider, self.colour, self.space_choice):
@@ -69,10 +71,38 @@ def _build(self: ClusterExplorer) -> None:
     self.redraw()
 
 def _ipython_display_(self: ClusterExplorer) -> None:
-    from IPython.display import display
+    "Show the widget; when plotly's renderer saves pictures (PLOTLY_RENDERER=plotly_mimetype+png), a static one too."
+    import plotly.io as pio
+    from IPython.display import Image, display
     display(self.widget)
+    if "png" in pio.renderers.default:  # readers without a kernel (GitHub, nbviewer) see this picture instead
+        display(Image(self.static_picture()))
 
 ClusterExplorer._build, ClusterExplorer._ipython_display_ = _build, _ipython_display_
+
+# %% ../nbs/06a_explorer.ipynb #c6f8c410
+def _static_figure(self: ClusterExplorer, columns: int = 4) -> go.Figure:
+    "Small multiples: each run (a row) at `columns` epochs spread over the run, in its frame."
+    from plotly.subplots import make_subplots
+    picks = sorted({round(i * (len(self.epochs) - 1) / (columns - 1)) for i in range(columns)})
+    fig = make_subplots(rows=len(self.shown), cols=len(picks), horizontal_spacing=0.02, vertical_spacing=0.08,
+                        subplot_titles=[f"{v.label}: epoch {v.epochs[i]}" for v in self.shown for i in picks])
+    for row, view in enumerate(self.shown, 1):
+        for col, i in enumerate(picks, 1):
+            for trace in scatter_figure(view, i).data[:len(view.classes)]:
+                fig.add_trace(trace.update(showlegend=row == col == 1, marker_size=3), row=row, col=col)
+            xs, ys = view.frame
+            fig.update_xaxes(range=xs, showticklabels=False, row=row, col=col)
+            fig.update_yaxes(range=ys, showticklabels=False, row=row, col=col)
+    fig.update_layout(height=300 * len(self.shown) + 40, width=1200, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(title="predicted class"), font=dict(size=10))
+    return fig
+
+def _static_picture(self: ClusterExplorer) -> bytes:
+    "The small multiples as PNG bytes (kaleido and a Chromium are needed; a failure is raised, never hidden)."
+    return self._static_figure().to_image(format="png", width=1200, height=300 * len(self.shown) + 40)
+
+ClusterExplorer._static_figure, ClusterExplorer.static_picture = _static_figure, _static_picture
 
 # %% ../nbs/06a_explorer.ipynb #09102c86
 def _redraw(self: ClusterExplorer) -> None:

@@ -34,9 +34,10 @@ def _check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False, got {value!r}")
 
-# %% ../nbs/04c_recipe.ipynb #29719cf6
+# %% ../nbs/04c_recipe.ipynb #67a6bfe1
 ABLATIONS = {"none": {}, "no-source-reg": dict(source_feature_terms=False), "no-feature": {},
-             "no-soft-select": dict(soft_select=False)}
+             "no-soft-select": dict(soft_select=False),
+             "no-source-terms": dict(source_feature_terms=False, source_output_term=False)}
 LAM_SCHEDULES = ("rampup", "constant")
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Recipe:
     colour_augment: bool = True
     kmeans_iters: int = 5
     average_with_source: bool = True
+    reset_centres: bool = True  # False: K-means sets the centres once, then only the loss moves them
     bn_samples: int = 1024
     record_samples: int = 2048
     collapse_threshold: float = 0.5
@@ -69,7 +71,7 @@ class Recipe:
         self._check()
         object.__setattr__(self, "loss", make_config(self.preset, **{**self.overrides, **ABLATIONS[self.ablation]}))
 
-# %% ../nbs/04c_recipe.ipynb #a9ec1989
+# %% ../nbs/04c_recipe.ipynb #8e10f8fc
 def _check_recipe(self: Recipe) -> None:
     "Raise a clear error for any field out of its range."
     get_method(self.method)
@@ -88,7 +90,7 @@ def _check_recipe(self: Recipe) -> None:
         _check_real(name, getattr(self, name), 0)
     _check_real("momentum", self.momentum, 0, 1)
     _check_real("collapse_threshold", self.collapse_threshold, 0, 1, low_open=True)
-    for name in ("colour_augment", "average_with_source"):
+    for name in ("colour_augment", "average_with_source", "reset_centres"):
         _check_bool(name, getattr(self, name))
 
 Recipe._check = _check_recipe

@@ -148,7 +148,7 @@ def _captions(views: list[RunView]) -> dict[str, str]:
                  + (f" ({'; '.join(settle)})" if settle else " (not reached)") + "; red crosses, epochs flagged as a collapse"
                  + (f" ({'; '.join(collapses)})." if collapses else " (none).")))
 
-# %% ../nbs/06b_report.ipynb #ec70f310
+# %% ../nbs/06b_report.ipynb #0a052de9
 def _page(views: list[RunView], figures: dict, data: dict) -> str:
     "The report's HTML: escaped text, the figures and the data as JSON, plotly.js and the app inlined."
     cfg = views[0].run.meta.get("config", {})
@@ -159,7 +159,7 @@ def _page(views: list[RunView], figures: dict, data: dict) -> str:
     options = "".join(f"<option>{esc(c)}</option>" for c in CLASS_COLOURINGS)
     scatters = "".join(f"<div id='scatter-{r}' class='plot'></div>" for r in range(len(views)))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>{esc(title)}</h1><p class='caption'>{esc(_pair_sentence(views[0]))}</p>"
+            f"<h1>{esc(title)}</h1><p class='caption'>{esc(_pair_sentence(views))}</p>"
             f"<p class='note'>{esc(views[0].note)}</p>"
             f"<div id='controls'><button id='play'>▶ play</button><input type='range' id='epoch' min='0' "
             f"max='{len(views[0].epochs) - 1}' step='1'><span id='epoch-label'></span>"
@@ -172,11 +172,15 @@ def _page(views: list[RunView], figures: dict, data: dict) -> str:
             f"<script type='application/json' id='sdrc-figures'>{blob(figures)}</script>"
             f"<script type='application/json' id='sdrc-data'>{blob(data)}</script><script>{_APP}</script></body></html>")
 
-def _pair_sentence(view: RunView) -> str:
-    data, cfg = view.run.meta.get("data", {}), view.run.meta.get("config", {})
+def _pair_sentence(views: list[RunView]) -> str:
+    "The pair the runs trained on, and each run's method, preset and seed."
+    data = views[0].run.meta.get("data", {})
     pair = f"{data.get('source_train', {}).get('name', '?')} → {data.get('target_train', {}).get('name', '?')}"
-    return (f"{pair}; method {cfg.get('method')}" + (f", preset {cfg.get('preset')}" if cfg.get("method") == "srdc" else "")
-            + f", seed {cfg.get('seed')}.")
+    def what(view):
+        cfg = view.run.meta.get("config", {})
+        return (f"{view.run.folder.name}: method {cfg.get('method')}"
+                + (f", preset {cfg.get('preset')}" if cfg.get("method") == "srdc" else "") + f", seed {cfg.get('seed')}")
+    return f"{pair}; " + "; ".join(what(v) for v in views) + "."
 
 # %% ../nbs/06b_report.ipynb #18651dfe
 def write_report(runs, path=None, space: int = 1, method: str = "auto") -> Path:

@@ -363,7 +363,7 @@ def summary_line(epoch: int, m: dict) -> str:
         line += f"  COLLAPSE: {m['largest_pred']:.0%} of the target in one class"
     return line
 
-# %% ../nbs/05_train.ipynb #7df6eb1c
+# %% ../nbs/05_train.ipynb #1ddab320
 def _fit(self: Trainer, resume: bool = False) -> list[dict]:
     "Train for `recipe.epochs` epochs (continuing a stopped run with `resume=True`); returns the per-epoch metrics."
     if not self.opened:
@@ -375,7 +375,8 @@ def _fit(self: Trainer, resume: bool = False) -> list[dict]:
                           total=recipe.epochs + 1):
             start = time.perf_counter()
             obs = observe(self.model, self.domains, epoch, recipe, num_workers=self.runtime.workers)
-            reset_centres(self.centres, obs.centroids, keep_grad=recipe.loss.accumulate_centre_grad)
+            if recipe.reset_centres or epoch == 0:
+                reset_centres(self.centres, obs.centroids, keep_grad=recipe.loss.accumulate_centre_grad)
             metrics = dict(epoch_metrics(obs, recipe.collapse_threshold), lam=recipe.lam(epoch),
                            lr=recipe.learning_rate(min(epoch, recipe.epochs - 1)), **self.train_stats)
             record = epoch_record(obs, recipe.record_samples, recipe.seed, recipe.loss)

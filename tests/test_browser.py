@@ -102,3 +102,24 @@ def test_runs_side_by_side_in_a_real_browser(browser, runs, tmp_path):
     assert any(t.endswith("official (srdc official)") for t in legend) and any(t.endswith("paper (srdc paper)") for t in legend)
     assert not errors, errors
     page.close()
+
+
+@pytest.mark.skipif(not os.environ.get("SDRC_SCREENSHOT_RUNS"), reason="set SDRC_SCREENSHOT_RUNS to real run folders")
+def test_screenshots_of_real_runs(browser, tmp_path):
+    "README's pictures: the report of a real run (the first folder), and the first two side by side."
+    folders = [Path(p) for p in os.environ["SDRC_SCREENSHOT_RUNS"].split(",")]
+    shots = Path(os.environ.get("SDRC_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    page, errors, requests = open_page(browser, write_report(folders[0], tmp_path / "report.html"))
+    box = page.locator("#scatter-0 .scatterlayer .trace").nth(3).locator(".point").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "report.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 1500})
+    assert not errors and not requests, (errors, requests)
+    page.close()
+    if len(folders) > 1:
+        page, errors, _ = open_page(browser, write_report(folders[:2], tmp_path / "both.html"))
+        page.screenshot(path=str(shots / "side_by_side.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 900})
+        assert not errors, errors
+        page.close()

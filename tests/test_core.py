@@ -578,3 +578,17 @@ def test_labels_of_any_integer_dtype_give_the_same_result(dtype, seed):
 def test_labels_that_are_not_integers_are_refused(labels):
     with pytest.raises(TypeError, match="`y_s` must hold integer class indices"):
         SDRCLoss(3, "official")(**_batch(y_s=labels))
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_without_any_source_term_only_the_target_terms_are_left(preset):
+    "The other reading of 'w/o structural source regularisation': eqs. 7 and 8 both dropped."
+    q = [torch.softmax(torch.randn(5, 3), 1)] * 2
+    extra = dict(q_t=q, weights_s=torch.ones(4)) if preset == "paper" else {}
+    batch = _batch()
+    full = SDRCLoss(3, preset)(**batch, **extra, lam=0.7)
+    bare = SDRCLoss(3, preset, source_feature_terms=False, source_output_term=False)(**batch, **extra, lam=0.7)
+    target = full.terms["tgt_out"] + full.terms["tgt_feat_0"]
+    expected = 0.7 * target if preset == "official" else target
+    torch.testing.assert_close(bare.loss, expected)
+    assert "src_out" in bare.terms and "src_feat_0" not in bare.terms  # still reported, no longer trained
