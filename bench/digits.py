@@ -89,6 +89,26 @@ def table(results: list[dict], remeasured: list[dict] = ()) -> str:
     return "\n".join(lines)
 
 
+PHAT_STUDY = ("SRDC official", "SRDC official + p̂ sum", "SRDC official + p̂ sum, α = 10", "SRDC paper", "SRDC paper + p̂ sum")
+
+
+def phat_table(results: list[dict], remeasured: list[dict]) -> str:
+    """The p-hat study with every row from the same code: the presets from `remeasured` (re-run for it), the variants
+    from `results`."""
+    lines = ["| pair | method | seeds | final acc % | best acc % | transductive final acc % | H(p̂) z / b (log K = 2.30) "
+             "| target feature terms z / b | nearest centre agrees with f, z / b |", "|---|---|---|---|---|---|---|---|---|"]
+    for pair_name in PAIRS:
+        for method in PHAT_STUDY:
+            source = remeasured if method in ("SRDC official", "SRDC paper") else results
+            rows = [r for r in source if r["pair"] == pair_name and r["method"] == method and r.get("entropy_phat")]
+            if rows:
+                lines.append(f"| {pair_name.replace(':', ' → ')} | {method} | {len(rows)} | {mean_std([r['final'] for r in rows])} | "
+                             f"{mean_std([r['best'] for r in rows])} | {mean_std([r['final_transductive'] for r in rows])} | "
+                             f"{pair_of_means(rows, 'entropy_phat')} | {pair_of_means(rows, 'target_feature_terms')} | "
+                             f"{pair_of_means(rows, 'agree_centre')} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
@@ -136,9 +156,11 @@ def read_results(results_path: Path) -> list[dict]:
 
 def write_table(results_path: Path, args) -> str:
     "Write atomically (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
+    results = [r for r in read_results(results_path) if r["epochs"] == args.epochs]
+    remeasured = [r for r in read_results(Path(args.remeasured)) if r["epochs"] == args.epochs]
     text = (f"Digits benchmark: {args.epochs} epochs, CPU ({torch.get_num_threads()} threads), target test accuracy\n\n"
-            + table([r for r in read_results(results_path) if r["epochs"] == args.epochs],
-                    [r for r in read_results(Path(args.remeasured)) if r["epochs"] == args.epochs]) + "\n")
+            + table(results, remeasured) + "\n\nThe p̂ study, every row run with the same code (the presets re-run for it):\n\n"
+            + phat_table(results, remeasured) + "\n")
     out = Path(args.out)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")  # several benchmark processes may write at once
     partial.write_text(text)

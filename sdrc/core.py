@@ -302,10 +302,10 @@ class SDRCLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, preset={self.preset!r}, {self.config}"
 
-# %% ../nbs/00_core.ipynb #fbbb3c44
+# %% ../nbs/00_core.ipynb #c620d0bc
 @torch.no_grad()
-def _validate_batch(loss: SDRCLoss, logits_s, y_s, logits_t, feats_s, feats_t, centres, q_list, weights_s, labels_t):
-    "Raise a clear error for any malformed input of `SDRCLoss.forward`."
+def _validate_batch(loss: SDRCLoss, logits_s, y_s, logits_t, feats_s, feats_t, centres) -> None:
+    "Raise a clear error for malformed logits, labels, features or centres of `SDRCLoss.forward`."
     K, check = loss.num_classes, loss.config.check_inputs
     for name, x in (("logits_s", logits_s), ("logits_t", logits_t)):
         _check_tensor(x, name, 2, "batch × classes", finite=check)
@@ -324,6 +324,11 @@ def _validate_batch(loss: SDRCLoss, logits_s, y_s, logits_t, feats_s, feats_t, c
         for name, z, batch in ((f"feats_s[{j}]", zs, logits_s), (f"feats_t[{j}]", zt, logits_t)):
             if z.shape[0] != batch.shape[0]:
                 raise ValueError(f"`{name}` has {z.shape[0]} rows, its logits have {batch.shape[0]}")
+
+@torch.no_grad()
+def _validate_targets(loss: SDRCLoss, logits_s, logits_t, q_list, weights_s, labels_t) -> None:
+    "Raise a clear error for a malformed given Q, source weights or target labels of `SDRCLoss.forward`."
+    K, check = loss.num_classes, loss.config.check_inputs
     for j, q in enumerate(q_list):
         if q is not None:
             if q.shape != logits_t.shape:
@@ -378,7 +383,7 @@ def _source_weights_for(loss: SDRCLoss, weights_s, n: int, like: Tensor) -> Tens
                          "set soft_select=True to use it")
     return like.new_ones(n)
 
-# %% ../nbs/00_core.ipynb #cf2e7d69
+# %% ../nbs/00_core.ipynb #79b6d803
 def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tensor, feats_s=None, feats_t=None,
                   centres=None, q_t=None, weights_s=None, lam: float = 1.0, labels_t: Tensor | None = None) -> SDRCOutput:
     """The SRDC loss of one batch. `feats_s`/`feats_t`/`centres`: one entry per feature space; `q_t`: Q from
@@ -386,7 +391,8 @@ def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tenso
     labels of the target batch, needed only when `beta` < 1."""
     feats_s, feats_t, centres = (_as_list(x, n) for x, n in ((feats_s, "feats_s"), (feats_t, "feats_t"), (centres, "centres")))
     q_list = _resolve_q_list(self, q_t, 1 + len(centres))
-    _validate_batch(self, logits_s, y_s, logits_t, feats_s, feats_t, centres, q_list, weights_s, labels_t)
+    _validate_batch(self, logits_s, y_s, logits_t, feats_s, feats_t, centres)
+    _validate_targets(self, logits_s, logits_t, q_list, weights_s, labels_t)
     lam = _check_number(lam, "lam", 0.0)
     cfg = self.config
     dtype = torch.float64 if logits_t.dtype == torch.float64 else torch.float32
