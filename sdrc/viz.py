@@ -9,10 +9,11 @@ __all__ = ['DIST_COLOURS', 'CLASS_COLOURINGS', 'COLOURINGS', 'PANELS', 'DASHES',
            'settle_epoch', 'class_colours', 'point_classes', 'centre_positions', 'scatter_groups', 'scatter_figure',
            'distributions', 'distributions_figure', 'metrics_figure']
 
-# %% ../nbs/06_viz.ipynb #b0b7594f
+# %% ../nbs/06_viz.ipynb #6c53f086
 import hashlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def procrustes_align(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     norm = (a * a).sum()
     return (a @ rotation) * (scale / norm if norm > 0 else 1.0) + mu_r
 
-# %% ../nbs/06_viz.ipynb #3faf7782
+# %% ../nbs/06_viz.ipynb #cc8731f6
 def pca_2d(x: np.ndarray) -> np.ndarray:
     "The first two principal components of `x`."
     x = x - x.mean(0)
@@ -51,7 +52,9 @@ def umap_2d(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neig
     reducer = UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=0.1, init="spectral" if init is None else init,
                    random_state=seed, n_epochs=None if init is None else 100, n_jobs=1,
                    precomputed_knn=(indices, distances, None))
-    return reducer.fit_transform(x)
+    with warnings.catch_warnings():  # UMAP warns that new points cannot be transformed without its own index: none are
+        warnings.filterwarnings("ignore", message="precomputed_knn")
+        return reducer.fit_transform(x)
 
 def layout_method(method: str = "auto") -> tuple[str, str]:
     "(`umap` or `pca`, a note for the reader): `auto` is UMAP when umap-learn is installed, else PCA."
