@@ -386,13 +386,12 @@ def _fit(self: Trainer, resume: bool = False) -> list[dict]:
             history.append(dict(epoch=epoch, **metrics))
             if main and self.runtime.log:
                 self.runtime.log(summary_line(epoch, metrics))
-            if epoch == recipe.epochs:
-                break
-            start = time.perf_counter()
-            self.train_stats = dict(self.train_epoch(obs, epoch), train_seconds=time.perf_counter() - start)
-            self.next_epoch = epoch + 1
-            if self.out is not None and main:
-                write_torch(self.out / CHECKPOINT, checkpoint_state(self))
+            if epoch < recipe.epochs:  # the last epoch is only observed and recorded
+                start = time.perf_counter()
+                self.train_stats = dict(self.train_epoch(obs, epoch), train_seconds=time.perf_counter() - start)
+                self.next_epoch = epoch + 1
+                if self.out is not None and main:
+                    write_torch(self.out / CHECKPOINT, checkpoint_state(self))
     finally:
         self.close()
     return history

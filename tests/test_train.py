@@ -22,6 +22,13 @@ def small(**kw):
     return Recipe(**{**dict(epochs=3, batch_size=32, record_samples=50, seed=0), **kw})
 
 
+def test_the_epochs_bar_ends_full(toy, capsys):
+    "The bar counts every observation, the last (observed, not trained) included: a finished run shows 4/4, not 3/4."
+    train(toy, small(), Runtime(progress=True, log=None, workers=0))
+    bars = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("epochs:")]
+    assert bars and "4/4" in bars[-1] and "100%" in bars[-1], bars[-1:]
+
+
 # ---------------------------------------------------------------- configuration
 
 @pytest.mark.parametrize("kwargs, message", [
