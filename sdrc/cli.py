@@ -27,7 +27,6 @@ from .models import resnet50_net
 from .recipe import ABLATIONS, Recipe, Runtime, resolve_device
 from .snapshots import RunRecord
 from .train import Trainer, TrainingDiverged
-from .report import write_report
 
 # %% ../nbs/07_cli.ipynb #d700767c
 def _pixels(domain) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +141,8 @@ def _train_runtime_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--compile", action="store_true", help="compile the model with torch.compile (worth it on a GPU)")
     cmd.add_argument("--out", default="runs/mnist2usps", metavar="FOLDER", help="run folder (default: runs/mnist2usps)")
     cmd.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    cmd.add_argument("--no-report", action="store_true",
+                     help="skip report.html after training (e.g. on a GPU node; draw it later with `sdrc report RUN`)")
 
 def _add_train(commands) -> None:
     cmd = commands.add_parser("train", help="train SRDC or a baseline on a domain pair, recording every epoch",
@@ -279,13 +280,14 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
     if not main:
         return 0
     print(_summary(history, args.out))
-    return _report_after_training(args.out) if recipe.record_samples > 0 else 0
+    return _report_after_training(args.out) if recipe.record_samples > 0 and not args.no_report else 0
 
 def _report_after_training(out) -> int:
     "Draw the report of a finished run; if that fails, say so in one line: the records stay."
     try:
+        from sdrc.report import write_report  # plotting libraries are needed for the report only, not for training
         print(f"report: {write_report(out)}")
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"sdrc train: the run is complete and recorded in {out}, but its report could not be drawn: {err}",
               file=sys.stderr)
         return 1
@@ -309,6 +311,7 @@ def format_run(run: RunRecord) -> str:
 
 def run_report(args) -> int:
     "The `report` command."
+    from sdrc.report import write_report
     try:
         print(write_report(args.runs, args.out, space=args.space, method=args.layout))
     except (ValueError, OSError) as err:

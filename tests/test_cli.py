@@ -162,3 +162,40 @@ def test_train_on_a_benchmark_read_from_disk(tmp_path, capsys, monkeypatch):
     assert main(argv[:-4] + ["--source", "D", "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert "dataset root" in err and "dslr" in err
+
+
+PLOTTING = ("plotly", "umap", "ipywidgets", "anywidget")
+
+
+def test_training_imports_no_plotting_library():
+    "A GPU node may hold only torch and its kin: the command and the trainer load without plotly, UMAP or widgets."
+    import subprocess
+    import sys
+    block = "; ".join(f"sys.modules[{m!r}] = None" for m in PLOTTING)
+    code = f"import sys; {block}; import sdrc.cli, sdrc.train, sdrc.observe; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_train_without_plotting_libraries(tmp_path, capsys, monkeypatch):
+    "Without plotly the run still trains and is recorded; the report is skipped with --no-report, or its absence explained."
+    import sys
+    import sdrc.cli as cli
+    from torch import nn
+    from sdrc.models import SRDCNet
+    monkeypatch.setattr(cli, "resnet50_net", lambda num_classes, weights: SRDCNet(
+        nn.Sequential(nn.Conv2d(3, 8, 7, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 8, num_classes, 8))
+    for name in PLOTTING:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "sdrc.report", raising=False)  # imported afresh, so it meets the missing plotly
+    _office_tree(tmp_path / "office31")
+    argv = ["train", "--benchmark", "office31", "--data", str(tmp_path / "office31"), "--source", "A", "--target", "W",
+            "--no-pretrained", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--record-samples", "4",
+            "--device", "cpu"]
+    assert main(argv + ["--out", str(tmp_path / "quiet"), "--no-report"]) == 0
+    assert "final target accuracy" in capsys.readouterr().out and not (tmp_path / "quiet" / "report.html").exists()
+    assert len(RunRecord.open(tmp_path / "quiet").epochs) == 2
+    assert main(argv + ["--out", str(tmp_path / "asked")]) == 1  # the report was asked for and cannot be drawn
+    err = capsys.readouterr().err
+    assert "the run is complete and recorded in" in err and "report could not be drawn" in err and "plotly" in err
+    assert len(RunRecord.open(tmp_path / "asked").epochs) == 2
