@@ -42,15 +42,16 @@ def _check_probs(p, name: str) -> None:
         raise ValueError(f"`{name}` has a row with zero total mass: every sample needs a distribution")
 
 # %% ../nbs/00_core.ipynb #e6a5b7c5
-def _check_labels(y, name: str, n: int, num_classes: int) -> None:
-    "Raise unless `y` is a 1-D integer tensor of `n` labels in [0, num_classes)."
+def _check_labels(y, name: str, n: int, num_classes: int, values: bool = True) -> None:
+    """Raise unless `y` is a 1-D integer tensor of `n` labels in [0, num_classes). Type and shape are checked on the host;
+    `values=False` skips the range check, which makes the host wait for the GPU."""
     if not isinstance(y, Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of class indices, got {type(y).__name__}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"`{name}` must hold integer class indices, got dtype {y.dtype}")
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"`{name}` must have shape ({n},) to match its batch, got {tuple(y.shape)}")
-    if n and bool(((y < 0) | (y >= num_classes)).any()):
+    if values and n and bool(((y < 0) | (y >= num_classes)).any()):
         raise ValueError(f"`{name}` has labels outside [0, {num_classes}): "
                          f"min {int(y.min())}, max {int(y.max())}")
 
@@ -311,7 +312,7 @@ def _validate_batch(loss: SDRCLoss, logits_s, y_s, logits_t, feats_s, feats_t, c
         _check_tensor(x, name, 2, "batch × classes", finite=check)
         if x.shape[1] != K:
             raise ValueError(f"`{name}` has {x.shape[1]} classes, the loss was built for num_classes={K}")
-    _check_labels(y_s, "y_s", logits_s.shape[0], K)
+    _check_labels(y_s, "y_s", logits_s.shape[0], K, values=check)
     if not len(feats_s) == len(feats_t) == len(centres):
         raise ValueError(f"`feats_s`, `feats_t` and `centres` need one entry per feature space; "
                          f"got {len(feats_s)}, {len(feats_t)} and {len(centres)}")
@@ -346,7 +347,7 @@ def _validate_targets(loss: SDRCLoss, logits_s, logits_t, q_list, weights_s, lab
             raise ValueError(f"`weights_s` must lie in [0, 1] (eq. 12), got values from {float(weights_s.min()):.4g} "
                              f"to {float(weights_s.max()):.4g}")
     if labels_t is not None:
-        _check_labels(labels_t, "labels_t", logits_t.shape[0], K)
+        _check_labels(labels_t, "labels_t", logits_t.shape[0], K, values=check)
 
 # %% ../nbs/00_core.ipynb #4df2e1fd
 def _resolve_q_list(loss: SDRCLoss, q_t, n_spaces: int) -> list:

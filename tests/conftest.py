@@ -55,6 +55,24 @@ def train_toy_run(folder, n_per_class: int = 40, epochs: int = 3, record_samples
     return folder
 
 
+# Operations after which the host must wait for the device: a value read back, or an output sized by the data.
+WAITING_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::unique_dim",
+               "aten::unique_consecutive", "aten::repeat_interleave", "aten::equal"}
+
+
+@pytest.fixture
+def host_waits():
+    """`host_waits(fn)`: how many times running `fn()` would make the host wait for a GPU, counted on the CPU with
+    torch.profiler (each `.item()`, `bool(tensor)`, `float(tensor)`, boolean-mask index, `nonzero` ...)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def count(fn) -> int:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        return sum(e.count for e in prof.key_averages() if e.key in WAITING_OPS)
+    return count
+
+
 def pytest_terminal_summary(terminalreporter):
     "The fault-injection tally: how many faults were tried, and how each ended."
     import sys

@@ -592,3 +592,18 @@ def test_without_any_source_term_only_the_target_terms_are_left(preset):
     expected = 0.7 * target if preset == "official" else target
     torch.testing.assert_close(bare.loss, expected)
     assert "src_out" in bare.terms and "src_feat_0" not in bare.terms  # still reported, no longer trained
+
+
+def test_a_loss_that_does_not_check_its_inputs_never_makes_the_host_wait(host_waits):
+    "With check_inputs=False (the trainer's loss), a forward and backward pass reads nothing back from the device."
+    def step(preset, check):
+        b = _batch(logits_s=torch.randn(4, 3, requires_grad=True), logits_t=torch.randn(5, 3, requires_grad=True),
+                   labels_t=torch.tensor([0, 1, 2, 0, 1]))
+        if preset == "paper":  # a dataset-level Q per space and eq. 12's source weights, as the trainer gives them
+            b.update(q_t=[torch.softmax(torch.randn(5, 3), 1) for _ in range(2)], weights_s=torch.rand(4))
+        SDRCLoss(3, preset, check_inputs=check)(**b, lam=0.5).loss.backward()
+    for preset in ("official", "paper"):
+        assert host_waits(lambda: step(preset, False)) == 0, preset
+        assert host_waits(lambda: step(preset, True)) > 0, preset  # the checks do wait: the count sees them
+    with pytest.raises(ValueError, match="outside"):  # and a checked loss still refuses bad labels
+        SDRCLoss(3, "official")(**_batch(y_s=torch.tensor([0, 1, 3, 0])), lam=0.5)

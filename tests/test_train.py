@@ -91,6 +91,29 @@ def test_every_method_trains_and_reports(toy, method, preset, ablation):
         assert "train_domain" in last
 
 
+EVERY_METHOD = [("srdc", "official", "none"), ("srdc", "paper", "none"), ("srdc", "paper", "no-source-reg"),
+                ("srdc", "paper", "no-feature"), ("srdc", "paper", "no-soft-select"), ("srdc", "paper", "no-source-terms"),
+                ("source-only", "paper", "none"), ("dann", "paper", "none"), ("oracle", "paper", "none")]
+
+
+@pytest.mark.parametrize("method, preset, ablation", EVERY_METHOD)
+def test_a_gpu_epoch_makes_the_host_wait_a_fixed_number_of_times(monkeypatch, host_waits, method, preset, ablation):
+    "On a GPU the loss is checked once per epoch, not per step: no step may read a value back. Four times the steps, same waits."
+    import sdrc.train as T
+    from sdrc.observe import observe
+    monkeypatch.setattr(T, "checks_each_step", lambda device: False)  # the GPU's way of checking, here on the CPU
+    waits = []
+    for n_per_class in (16, 64):  # 3 and 12 steps of 16 per domain
+        pair = make_domain_pair(n_per_class=n_per_class, num_classes=3, dim=4, shift="translate", amount=1.0, seed=0)
+        recipe = Recipe(method=method, preset=preset, ablation=ablation, epochs=3, batch_size=16, record_samples=0,
+                        warmup_epochs=0)
+        trainer = Trainer(pair, recipe, QUIET)
+        obs = observe(trainer.model, trainer.domains, 0, recipe)
+        trainer.train_epoch(obs, 0)
+        waits.append(host_waits(lambda: trainer.train_epoch(obs, 1)))
+    assert waits[0] == waits[1], f"{waits[0]} waits in 3 steps, {waits[1]} in 12: something reads a value back at every step"
+
+
 def test_training_learns_the_toy_task(toy):
     for method in ("source-only", "oracle", "srdc"):
         history = train(toy, small(method=method, preset="official", epochs=6), QUIET)
