@@ -97,7 +97,11 @@ def training_model(net: SRDCNet, device: torch.device, compile: bool = False) ->
     "The network as the training steps call it: wrapped for DistributedDataParallel and compiled when asked."
     model = net
     if world_size() > 1:
-        model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        # No buffer broadcast: batch-norm statistics are recomputed alike on every process before each observation
+        # (the only place they are used), and broadcasting them in place between the source and the target forward
+        # pass breaks the backward pass on some torch releases (2.11: "modified by an inplace operation").
+        model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                        broadcast_buffers=False)
     return torch.compile(model) if compile else model
 
 def reset_centres(centres: nn.ParameterList, centroids: list[Tensor], keep_grad: bool) -> None:

@@ -41,6 +41,8 @@ def main(folder: Path) -> None:
     dann = Trainer(toy_pair(), recipe("dann"), QUIET)
     dann.fit()
     seen.update(history=history, params=[p.detach().clone() for p in (*srdc.model.parameters(), *srdc.centres)],
+                buffers=[b.detach().clone() for b in srdc.model.buffers()],  # as the run's last observation left them
+                broadcast_buffers=getattr(srdc.train_model, "broadcast_buffers", None),
                 dann_params=[p.detach().clone() for p in (*dann.model.parameters(), *dann.extra.parameters())])
     torch.save(seen, folder / f"seen_rank{rank()}_of_{world}.pt")
     close()

@@ -65,6 +65,16 @@ def test_processes_stay_in_step(seen):
     assert not _equal(r0["params"], files["rank0_of_1"]["params"])  # each process trained on its own batches
 
 
+def test_batchnorm_statistics_agree_without_broadcasting_them(seen):
+    """DDP does not broadcast buffers at every forward pass: batch-norm statistics are only used by the observation,
+    which recomputes them alike on every process. Broadcasting them in place between the source and the target forward
+    pass broke the backward pass on torch 2.11 ("modified by an inplace operation")."""
+    _, files = seen
+    r0, r1 = files["rank0_of_2"], files["rank1_of_2"]
+    assert r0["broadcast_buffers"] is False and r1["broadcast_buffers"] is False
+    assert len(r0["buffers"]) > 0 and _equal(r0["buffers"], r1["buffers"])
+
+
 def test_only_rank_zero_writes_the_run(seen):
     folder, files = seen
     run = RunRecord.open(folder / "run_2")
