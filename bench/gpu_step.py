@@ -12,13 +12,14 @@ Random images and random weights (no downloads). What it measures, in order:
   (f) the epoch of (b) with the images read from JPEG files (random 300×300 pictures written to a temporary folder)
       through `ImageList`, the paper's transforms, DataLoader worker processes and pinned memory: does the data
       pipeline keep up with the GPU?
-Prints a table with the targets beside the measurements, and writes them as JSON to --out.
+Each part also records the peak GPU memory it allocated. --profile FILE adds a torch.profiler table of one training
+epoch of (b) and one observation, and counts the host synchronisations in that epoch. Prints a table with the targets
+beside the measurements, and writes them as JSON to --out.
 
-    python bench/gpu_step.py [--out gpu_step.json] [--compile] [--data PATH]
+    python bench/gpu_step.py [--out gpu_step.json] [--compile] [--data PATH] [--parts abcdef] [--profile FILE]
     python bench/gpu_step.py --smoke     # tiny sizes on the CPU: checks the script itself, measures nothing useful
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -34,6 +35,7 @@ from loss_overhead import released_code_style  # noqa: E402
 
 from sdrc.cluster import kmeans  # noqa: E402
 from sdrc.data import DomainPair, ImageList, TensorDomain, digit_pair, test_transform, train_transform  # noqa: E402
+from sdrc.io import atomic_write, write_json  # noqa: E402
 from sdrc.models import resnet50_net  # noqa: E402
 from sdrc.observe import observe  # noqa: E402
 from sdrc.recipe import Recipe, Runtime  # noqa: E402
@@ -41,8 +43,9 @@ from sdrc.train import Trainer, train  # noqa: E402
 
 FULL = dict(device="cuda", image=224, n_source=2817, n_target=795, classes=31, batch=64, ref_steps=30,
             kmeans=((100_000, 2048, 65), (200_000, 2048, 345)), digit_epochs=30, workers=12)
-SMOKE = dict(device="cpu", image=64, n_source=96, n_target=48, classes=5, batch=16, ref_steps=3,
+SMOKE = dict(device="cpu", image=32, n_source=48, n_target=24, classes=4, batch=8, ref_steps=2,
              kmeans=((2_000, 64, 5), (4_000, 64, 10)), digit_epochs=1, workers=2)
+PARTS = "abcdef"
 
 
 def sync(device: torch.device) -> None:
@@ -92,27 +95,47 @@ def reference_images_per_second(s: dict, device) -> float:
     return 2 * s["batch"] * s["ref_steps"] / seconds
 
 
-def time_epoch(pair: DomainPair, s: dict, device, compile_model: bool, num_workers: int = 0, repeats: int = 3) -> dict:
-    "Median seconds of sdrc's training epoch and of its observation on `pair` (ResNet-50, random weights), after a warm-up epoch."
+def peak_memory_gib(device, fn):
+    "`fn()` and the most GPU memory it allocated, in GiB (None on the CPU)."
+    if device.type != "cuda":
+        return fn(), None
+    torch.cuda.reset_peak_memory_stats(device)
+    result = fn()
+    return result, torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def warm_trainer(pair: DomainPair, s: dict, device, compile_model: bool, num_workers: int = 0):
+    "A ResNet-50 trainer (random weights) on `pair` after one warm-up epoch (and compilation), a way to observe, and the first observation."
     recipe = Recipe(preset="official", epochs=10, batch_size=s["batch"], backbone_lr_mult=0.1, warmup_epochs=0,
                     record_samples=0)
     runtime = Runtime(device=str(device), compile=compile_model, workers=num_workers, progress=False, log=None)
     trainer = Trainer(pair, recipe, runtime, model=resnet50_net(s["classes"], weights=None))
     look = lambda epoch: observe(trainer.model, trainer.domains, epoch, recipe, num_workers=num_workers)  # noqa: E731
     obs = look(0)
-    trainer.train_epoch(obs, 0)  # warm-up (and compilation)
+    trainer.train_epoch(obs, 0)
+    return trainer, look, obs
+
+
+def time_epoch(pair: DomainPair, s: dict, device, compile_model: bool, num_workers: int = 0, repeats: int = 3) -> dict:
+    "Median seconds of sdrc's training epoch and of its observation on `pair` (ResNet-50, random weights), after a warm-up epoch."
+    trainer, look, obs = warm_trainer(pair, s, device, compile_model, num_workers)
     observe_s = median_seconds(lambda: look(1), device, repeats=repeats, warmup=0)
     epoch = median_seconds(lambda: trainer.train_epoch(obs, 1), device, repeats=repeats, warmup=0)
     steps = -(-max(s["n_source"], s["n_target"]) // s["batch"])
     return dict(epoch_s=epoch, observe_s=observe_s, images_per_s=2 * s["batch"] * steps / epoch)
 
 
-def sdrc_epoch(s: dict, device, compile_model: bool) -> dict:
-    "(b) and (c): sdrc's training epoch and its observation on an Office-31-sized random pair held in memory."
+def office_sized_pair(s: dict) -> DomainPair:
+    "An Office-31-sized pair of random images held in memory (the target's test split is its training split)."
     g = torch.Generator().manual_seed(0)
     source, target = (random_domain(n, s["image"], s["classes"], name, "cpu", g)
                       for n, name in ((s["n_source"], "source"), (s["n_target"], "target")))
-    t = time_epoch(DomainPair(source, source, target, target, source.classes), s, device, compile_model)
+    return DomainPair(source, source, target, target, source.classes)
+
+
+def sdrc_epoch(s: dict, device, compile_model: bool) -> dict:
+    "(b) and (c): sdrc's training epoch and its observation on an Office-31-sized random pair held in memory."
+    t = time_epoch(office_sized_pair(s), s, device, compile_model)
     n_images = s["n_source"] + 2 * s["n_target"]  # source train, target train and target test are extracted
     return dict(sdrc_images_per_s=t["images_per_s"], epoch_s=t["epoch_s"], observe_s=t["observe_s"],
                 observe_share=t["observe_s"] / t["epoch_s"], extract_images_per_s=n_images / t["observe_s"])
@@ -163,13 +186,94 @@ def digit_run_seconds(epochs: int, device, data) -> float | None:
     return time.perf_counter() - start
 
 
+def host_syncs(events) -> int:
+    "How many times the host waited for a tensor's value (`.item()`, `bool()`, `float()`) among profiled events."
+    return sum(e.count for e in events if e.key == "aten::_local_scalar_dense")
+
+
+def profile_epoch(s: dict, device, compile_model: bool, path: str) -> dict:
+    "One training epoch and one observation of (b) under torch.profiler: a table of the top operations, written to `path`."
+    from torch.profiler import ProfilerActivity, profile
+    trainer, look, obs = warm_trainer(office_sized_pair(s), s, device, compile_model)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    with profile(activities=activities) as epoch_prof:
+        trainer.train_epoch(obs, 1)
+        sync(device)
+    with profile(activities=activities) as observe_prof:
+        look(2)
+        sync(device)
+    steps = -(-max(s["n_source"], s["n_target"]) // s["batch"])
+    text = (f"one training epoch ({steps} steps), {device}, compile={compile_model}\n"
+            + epoch_prof.key_averages().table(sort_by=sort, row_limit=25)
+            + "\n\none observation (extraction + K-means + Q + weights)\n"
+            + observe_prof.key_averages().table(sort_by=sort, row_limit=25))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return dict(profile_steps=steps, host_syncs_per_epoch=host_syncs(epoch_prof.key_averages()))
+
+
+def measure(s: dict, device, args) -> dict:
+    "The parts of (a)–(f) that `args.parts` names, each with its peak GPU memory."
+    r, memory = {}, {}
+    if "a" in args.parts:
+        r["reference_images_per_s"], memory["a"] = peak_memory_gib(device, lambda: reference_images_per_second(s, device))
+    if "b" in args.parts or "c" in args.parts:
+        epoch, memory["b"] = peak_memory_gib(device, lambda: sdrc_epoch(s, device, args.compile))
+        r.update(epoch)
+    if "a" in r and "sdrc_images_per_s" in r:
+        r["speedup"] = r["sdrc_images_per_s"] / r["reference_images_per_s"]
+    if "d" in args.parts:
+        for n, d, k in s["kmeans"]:
+            r[f"kmeans_{n}x{d}_k{k}_s"], memory[f"d {n}x{d}"] = peak_memory_gib(device, lambda: kmeans_seconds(n, d, k, device))
+    if "e" in args.parts:
+        r["digit_run_s"], memory["e"] = peak_memory_gib(device, lambda: digit_run_seconds(s["digit_epochs"], device, args.data))
+    if "f" in args.parts:
+        disk, memory["f"] = peak_memory_gib(device, lambda: disk_epoch(s, device, args.compile, args.smoke))
+        r.update(disk)
+    if args.profile:
+        r.update(profile_epoch(s, device, args.compile, args.profile))
+    r["peak_memory_gib"] = memory
+    return r
+
+
+def table_rows(r: dict, s: dict):
+    "(what, measured, target) for each measured part."
+    (n1, d1, k1), (n2, d2, k2) = s["kmeans"]
+    if "reference_images_per_s" in r:
+        yield "(a) released-code-style step", f"{r['reference_images_per_s']:.0f} images/s", ""
+    if "sdrc_images_per_s" in r:
+        ratio = f" ({r['speedup']:.2f}×)" if "speedup" in r else ""
+        yield "(b) sdrc step", f"{r['sdrc_images_per_s']:.0f} images/s{ratio}", "≥ 3× (a)"
+        yield "(c) observation: extraction + K-means + Q + weights", f"{r['observe_s']:.2f} s, {r['observe_share']:.1%} of an epoch", "≤ 15 %"
+        yield "(c) extraction throughput", f"{r['extract_images_per_s']:.0f} images/s", ""
+    if f"kmeans_{n1}x{d1}_k{k1}_s" in r:
+        yield f"(d) K-means {n1:,}×{d1}, K={k1}, 5 iterations", f"{1e3 * r[f'kmeans_{n1}x{d1}_k{k1}_s']:.1f} ms", ""
+        yield f"(d) K-means {n2:,}×{d2}, K={k2}, 5 iterations", f"{1e3 * r[f'kmeans_{n2}x{d2}_k{k2}_s']:.1f} ms", "≤ 100 ms"
+    if "digit_run_s" in r:
+        digit = "skipped" if r["digit_run_s"] is None else f"{r['digit_run_s']:.1f} s"
+        yield f"(e) MNIST→USPS, {s['digit_epochs']} epochs", digit, "≤ 60 s"
+    if "disk_images_per_s" in r:
+        share = f" ({r['disk_images_per_s'] / r['sdrc_images_per_s']:.0%} of (b))" if "sdrc_images_per_s" in r else ""
+        yield f"(f) (b) read from JPEG files, {s['workers']} workers", f"{r['disk_images_per_s']:.0f} images/s{share}", ""
+        yield "(f) observation from JPEG files", f"{r['disk_observe_s']:.2f} s", ""
+    if "host_syncs_per_epoch" in r:
+        yield "host synchronisations in a training epoch", f"{r['host_syncs_per_epoch']} in {r['profile_steps']} steps", "O(1) on a GPU"
+    for part, gib in r["peak_memory_gib"].items():
+        if gib is not None:
+            yield f"peak GPU memory, ({part})", f"{gib:.2f} GiB", ""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="gpu_step.json")
     parser.add_argument("--data", default=os.environ.get("SDRC_DATA"))
     parser.add_argument("--compile", action="store_true", help="torch.compile sdrc's model")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--parts", default=PARTS, help=f"which of (a)–(f) to measure (default: {PARTS})")
+    parser.add_argument("--profile", metavar="FILE", help="profile one training epoch of (b) and one observation into FILE")
     args = parser.parse_args()
+    if not args.parts or set(args.parts) - set(PARTS):
+        parser.error(f"--parts takes letters of {PARTS}, got {args.parts!r}")
     s = SMOKE if args.smoke else FULL
     device = torch.device(s["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -177,32 +281,11 @@ def main():
     torch.backends.cudnn.benchmark = True
     r = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", torch=torch.__version__,
              compile=args.compile, smoke=args.smoke)
-    r["reference_images_per_s"] = reference_images_per_second(s, device)
-    r.update(sdrc_epoch(s, device, args.compile))
-    r["speedup"] = r["sdrc_images_per_s"] / r["reference_images_per_s"]
-    for n, d, k in s["kmeans"]:
-        r[f"kmeans_{n}x{d}_k{k}_s"] = kmeans_seconds(n, d, k, device)
-    r["digit_run_s"] = digit_run_seconds(s["digit_epochs"], device, args.data)
-    r.update(disk_epoch(s, device, args.compile, args.smoke))
-    partial = Path(args.out).with_name(Path(args.out).name + ".partial")
-    partial.write_text(json.dumps(r, indent=1))
-    partial.replace(args.out)  # atomic: a stopped benchmark leaves no half-written file
-    (n1, d1, k1), (n2, d2, k2) = s["kmeans"]
-    digit = "skipped" if r["digit_run_s"] is None else f"{r['digit_run_s']:.1f} s"
+    r.update(measure(s, device, args))
+    write_json(args.out, r)  # atomic: a stopped benchmark leaves no half-written file
     print(f"{r['device']}, torch {r['torch']}, compile={args.compile}{' (smoke sizes)' if args.smoke else ''}")
-    for what, value, target in (
-            ("(a) released-code-style step", f"{r['reference_images_per_s']:.0f} images/s", ""),
-            ("(b) sdrc step", f"{r['sdrc_images_per_s']:.0f} images/s ({r['speedup']:.2f}×)", "≥ 3× (a)"),
-            ("(c) observation: extraction + K-means + Q + weights", f"{r['observe_s']:.2f} s, {r['observe_share']:.1%} of an epoch", "≤ 15 %"),
-            ("(c) extraction throughput", f"{r['extract_images_per_s']:.0f} images/s", ""),
-            (f"(d) K-means {n1:,}×{d1}, K={k1}, 5 iterations", f"{1e3 * r[f'kmeans_{n1}x{d1}_k{k1}_s']:.1f} ms", ""),
-            (f"(d) K-means {n2:,}×{d2}, K={k2}, 5 iterations", f"{1e3 * r[f'kmeans_{n2}x{d2}_k{k2}_s']:.1f} ms", "≤ 100 ms"),
-            (f"(e) MNIST→USPS, {s['digit_epochs']} epochs", digit, "≤ 60 s"),
-            (f"(f) (b) read from JPEG files, {s['workers']} workers", f"{r['disk_images_per_s']:.0f} images/s "
-             f"({r['disk_images_per_s'] / r['sdrc_images_per_s']:.0%} of (b))", ""),
-            ("(f) observation from JPEG files", f"{r['disk_observe_s']:.2f} s", "")):
+    for what, value, target in table_rows(r, s):
         print(f"{what:<55} {value:>32}  {target}")
-
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,77 @@
+"""The one-call GPU session script and its CPU-side check, at smoke sizes on the CPU: a GPU machine is lent for minutes,
+so the script that uses them must already work, fit what can come back, and stop in time."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _session(out, data, *extra, timeout=900):
+    return subprocess.run([sys.executable, str(BENCH / "gpu_session.py"), "--out", str(out), "--data", str(data), *extra],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_session(digits_root, tmp_path_factory):
+    "Every step of the session at smoke sizes on the CPU, then the check that opens what it wrote."
+    out = tmp_path_factory.mktemp("gpu_session")
+    done = _session(out, digits_root, "--smoke", "--budget", "850")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_every_step_runs_and_torchrun_matches_a_plain_run(smoke_session):
+    _, results = smoke_session
+    steps = results["steps"]
+    assert list(steps) == ["plain", "step", "torchrun", "compile", "step_compile"]
+    assert all(step["rc"] == 0 for step in steps.values()), {k: s.get("rc", s) for k, s in steps.items()}
+    for name in ("plain", "torchrun", "compile"):
+        assert steps[name]["epochs"] == 1 and 0.5 < steps[name]["final_acc"] <= 1
+    assert results["torchrun_vs_plain"] == dict(identical=True, max_abs_difference=0.0)  # one process: the same run
+    assert steps["step"]["reference_images_per_s"] > 0 and steps["step_compile"]["compile"] is True
+    assert steps["step"]["host_syncs_per_epoch"] > 0  # on the CPU the loss is checked at every step: the count sees it
+
+
+def test_what_comes_back_fits_the_trip(smoke_session):
+    "At most 8 files, each under 16 MiB, no folders: what the GPU machine's $OUT can return."
+    out, results = smoke_session
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["checkpoint_plain.pt", "log.txt", "profile.txt", "results.json", "run_compile.tar",
+                     "run_plain.tar", "run_torchrun.tar"]
+    assert all(size < 16 * 2**20 for size in results["files"].values())
+    assert "one training epoch" in (out / "profile.txt").read_text()
+
+
+def test_the_runs_open_on_the_cpu(smoke_session, digits_root, tmp_path):
+    "gpu_check opens every run (info, report, explorer), side by side, and resumes the first from its checkpoint."
+    out, _ = smoke_session
+    table = tmp_path / "gpu.md"
+    done = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), str(out), "--data", str(digits_root),
+                           "--markdown", str(table)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checks = json.loads((out / "checks.json").read_text())
+    assert set(checks["opened"]) == {"plain", "torchrun", "compile"}
+    assert all(o["explorer_epochs"] == 2 and o["info"] == 0 and o["report"] == 0 for o in checks["opened"].values())
+    assert checks["side_by_side"] == 0 and (out / "side_by_side.html").is_file()
+    resumed = checks["resume_on_cpu"]
+    assert resumed["rc"] == 0 and resumed["cpu_reobserved_acc"] == resumed["gpu_final_acc"]  # both on the CPU here
+    text = table.read_text()
+    assert "| (b) sdrc's step" in text and "torchrun vs plain, per-epoch metrics | identical" in text
+
+
+def test_a_session_out_of_time_skips_its_steps_and_says_so(digits_root, tmp_path):
+    done = _session(tmp_path, digits_root, "--smoke", "--budget", "20", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = json.loads((tmp_path / "results.json").read_text())["steps"]
+    assert set(steps) == {"plain", "step", "torchrun", "compile", "step_compile"}
+    assert all("s left, the step needs about" in step["skipped"] for step in steps.values())
+
+
+def test_a_session_without_the_digit_bundle_stops_before_it_starts(tmp_path):
+    done = _session(tmp_path / "out", tmp_path, timeout=120)
+    assert done.returncode == 2 and "the digit bundle is not in" in done.stderr
+    assert not (tmp_path / "out").exists()
