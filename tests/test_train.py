@@ -174,21 +174,25 @@ class Payload:
     "An arbitrary class: unpickling it means importing and constructing code of the file's choosing."
 
 
-def test_resume_after_a_stop_mid_epoch_ends_identically(toy, tmp_path, monkeypatch):
-    cfg = small(preset="official", epochs=4)
-    straight = train(toy, cfg, QUIET, out=tmp_path / "a")
-    calls = {"n": 0}
-    step = Trainer.step
+def _stopping_at(n: int):
+    "A `Trainer.step` that raises `Stop` at its n-th call."
+    step, calls = Trainer.step, {"n": 0}
 
     def stopping_step(self, loss):
         calls["n"] += 1
-        if calls["n"] == 6:  # epoch 1 has 4 iterations: stop in the middle of epoch 1
+        if calls["n"] == n:
             raise Stop
         step(self, loss)
-    monkeypatch.setattr(Trainer, "step", stopping_step)
+    return stopping_step
+
+
+def test_resume_after_a_stop_mid_epoch_ends_identically(toy, tmp_path, monkeypatch):
+    cfg = small(preset="official", epochs=4)
+    straight = train(toy, cfg, QUIET, out=tmp_path / "a")
+    monkeypatch.setattr(Trainer, "step", _stopping_at(6))  # epoch 1 has 4 iterations: stop in the middle of epoch 1
     with pytest.raises(Stop):
         train(toy, cfg, QUIET, out=tmp_path / "b")
-    monkeypatch.setattr(Trainer, "step", step)
+    monkeypatch.undo()
     assert RunRecord.open(tmp_path / "b").epoch_numbers() == [0, 1]
     resumed = train(toy, cfg, QUIET, out=tmp_path / "b", resume=True)
     strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
@@ -196,6 +200,29 @@ def test_resume_after_a_stop_mid_epoch_ends_identically(toy, tmp_path, monkeypat
     assert strip(RunRecord.open(tmp_path / "b").epochs) == strip(RunRecord.open(tmp_path / "a").epochs)
     a, b = RunRecord.open(tmp_path / "a").record(4).to_arrays(), RunRecord.open(tmp_path / "b").record(4).to_arrays()
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_trained_on_cuda_resumes_where_there_is_no_gpu(toy, tmp_path, monkeypatch):
+    """A checkpoint whose tensors are marked as CUDA ones (as a GPU run writes them) resumes on the CPU and ends as the
+    uninterrupted run. The marks are real: torch refuses such a file without a map_location on a machine with no GPU."""
+    import torch.serialization
+    from sdrc.io import write_torch
+    cfg = small(epochs=3)
+    straight = train(toy, cfg, QUIET, out=tmp_path / "straight")
+    monkeypatch.setattr(Trainer, "step", _stopping_at(7))  # 4 steps an epoch: stopped in the middle of epoch 1
+    with pytest.raises(Stop):
+        train(toy, cfg, QUIET, out=tmp_path / "run")
+    monkeypatch.undo()
+    checkpoint = tmp_path / "run" / CHECKPOINT
+    with monkeypatch.context() as m:  # written again as from a GPU: every storage tagged cuda:0
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        write_torch(checkpoint, load_checkpoint(checkpoint))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(checkpoint, weights_only=True)
+    resumed = train(toy, cfg, QUIET, out=tmp_path / "run", resume=True)
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]  # noqa: E731
+    assert strip(resumed) == strip(straight)
 
 
 def test_resume_with_another_recipe_is_refused(toy, tmp_path):
