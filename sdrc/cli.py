@@ -311,7 +311,11 @@ def format_run(run: RunRecord) -> str:
 
 def run_report(args) -> int:
     "The `report` command."
-    from sdrc.report import write_report
+    try:
+        from sdrc.report import write_report
+    except ImportError as err:
+        return user_error("report", ImportError(f"{err}: the report needs sdrc's plotting libraries "
+                                                f"(pip install sdrc installs them)"))
     try:
         print(write_report(args.runs, args.out, space=args.space, method=args.layout))
     except (ValueError, OSError) as err:

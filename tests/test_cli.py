@@ -199,3 +199,5 @@ def test_train_without_plotting_libraries(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "the run is complete and recorded in" in err and "report could not be drawn" in err and "plotly" in err
     assert len(RunRecord.open(tmp_path / "asked").epochs) == 2
+    assert main(["report", str(tmp_path / "asked")]) == 2  # drawing it here is refused in one line
+    assert "sdrc report: error: import of plotly halted" in capsys.readouterr().err
