@@ -3,7 +3,9 @@
 Each golden file holds, per run, the recipe, the per-epoch metrics, a digest of the final weights (network, centres,
 the method's extra module) and of the last epoch's record. On the machine kind they were recorded on (same torch
 version and CPU capability, replayed with the recorded thread count) the replay must match bit for bit; elsewhere floating-point kernels may round differently,
-so metrics and weight sums are compared to 1e-3 instead.
+so metrics and weight sums are compared to a tolerance instead: 1e-3 for the toy runs; for two epochs of a
+convolutional network on real digits, 1e-2 for the metrics and 5e-2 for the weight sums (between torch 2.14 and 2.11
+they moved by up to 0.0063 and 2.4 %).
 """
 import hashlib
 import json
@@ -51,20 +53,21 @@ def record_digest(folder: Path, epoch: int) -> str:
     return h.hexdigest()
 
 
-def replay_and_compare(pair, golden_run: dict, exact: bool, folder: Path, threads: int) -> None:
+def replay_and_compare(pair, golden_run: dict, exact: bool, folder: Path, threads: int, tolerance: float = 1e-3,
+                       weight_tolerance: float = 1e-3) -> None:
     runtime = Runtime(progress=False, log=None, threads=threads)  # the thread count decides how sums are rounded
     trainer = Trainer(pair, Recipe(**golden_run["recipe"]), runtime, out=folder)
     history = trainer.fit()
     assert len(history) == len(golden_run["history"])
     for mine, theirs in zip(history, golden_run["history"]):
         for key, value in theirs.items():  # every metric the golden run recorded (new metrics may be added)
-            assert mine[key] == (value if exact else pytest.approx(value, rel=1e-3, abs=1e-3)), (mine["epoch"], key)
+            assert mine[key] == (value if exact else pytest.approx(value, rel=tolerance, abs=tolerance)), (mine["epoch"], key)
     digest, sums = weight_digest(trainer)
     if exact:
         assert digest == golden_run["weights_sha256"]
         assert record_digest(folder, RunRecord.open(folder).epoch_numbers()[-1]) == golden_run["last_record_sha256"]
     else:
-        assert sums == pytest.approx(golden_run["weight_sums"], rel=1e-3, abs=1e-3)
+        assert sums == pytest.approx(golden_run["weight_sums"], rel=weight_tolerance, abs=weight_tolerance)
 
 
 @pytest.mark.parametrize("golden_run", TOY["runs"], ids=lambda r: f"{r['recipe']['method']}-{r['recipe']['preset']}-{r['recipe']['ablation']}")
@@ -75,4 +78,5 @@ def test_toy_run_of_every_method_is_unchanged(golden_run, tmp_path):
 
 def test_two_epochs_of_the_default_digits_run_are_unchanged(digits_root, tmp_path):
     pair = digit_pair(DIGITS["pair"]["source"], DIGITS["pair"]["target"], root=digits_root)
-    replay_and_compare(pair, DIGITS["runs"][0], same_machine_kind(DIGITS), tmp_path / "run", DIGITS["threads"])
+    replay_and_compare(pair, DIGITS["runs"][0], same_machine_kind(DIGITS), tmp_path / "run", DIGITS["threads"],
+                       tolerance=1e-2, weight_tolerance=5e-2)
