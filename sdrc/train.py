@@ -150,6 +150,8 @@ class Trainer:
         self.device = resolve_device(self.runtime.device)
         if self.runtime.threads is not None:
             torch.set_num_threads(self.runtime.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed: cuDNN times each convolution's algorithms once
         self.warnings = data_warnings(pair)
         for message in self.warnings:
             warnings.warn(message, stacklevel=2)
