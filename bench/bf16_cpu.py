@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH.parent), str(BENCH)]
+from digits import finals_by_seed, read_results  # noqa: E402
 from sdrc.data import digit_pair  # noqa: E402
 from sdrc.io import atomic_write  # noqa: E402
 from sdrc.recipe import Recipe, Runtime  # noqa: E402
@@ -42,9 +44,7 @@ def run(seed: int, epochs: int, data) -> dict:
 
 def float32_runs(epochs: int) -> dict:
     "The float32 CPU runs of the same recipe, by seed."
-    rows = [json.loads(line) for line in (Path(__file__).parent / "digits_remeasured.jsonl").read_text().splitlines() if line]
-    return {r["seed"]: r["final"] for r in rows
-            if r["pair"] == "mnist:usps" and r["method"] == "SRDC official" and r["epochs"] == epochs}
+    return finals_by_seed(read_results(BENCH / "digits_remeasured.jsonl"), "mnist:usps", "SRDC official", epochs)
 
 
 def main():

@@ -154,6 +154,11 @@ def read_results(results_path: Path) -> list[dict]:
     return [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
 
 
+def finals_by_seed(rows: list[dict], pair_name: str, method: str, epochs: int) -> dict[int, float]:
+    "The final target accuracy of each seed's run of `method` on `pair_name` for `epochs` epochs."
+    return {r["seed"]: r["final"] for r in rows if r["pair"] == pair_name and r["method"] == method and r["epochs"] == epochs}
+
+
 def write_table(results_path: Path, args) -> str:
     "Write atomically (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
     results = [r for r in read_results(results_path) if r["epochs"] == args.epochs]

@@ -22,7 +22,8 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from digits import finals_by_seed, read_results  # noqa: E402
 from sdrc.cli import main as sdrc  # noqa: E402
 from sdrc.explorer import ClusterExplorer  # noqa: E402
 from sdrc.io import atomic_write, write_json  # noqa: E402
@@ -63,10 +64,9 @@ def resume_on_cpu(run: Path, checkpoint: Path, data, record_samples: int) -> dic
     return dict(rc=rc, gpu_final_acc=gpu, cpu_reobserved_acc=cpu)
 
 
-def cpu_spread(pair: str = "mnist:usps", method: str = "SRDC official") -> dict:
+def cpu_spread(pair: str = "mnist:usps", method: str = "SRDC official", epochs: int = 30) -> dict:
     "Final accuracies of the CPU runs of the same recipe, over seeds."
-    rows = [json.loads(line) for line in (REPO / "bench" / "digits_remeasured.jsonl").read_text().splitlines() if line]
-    finals = [r["final"] for r in rows if r["pair"] == pair and r["method"] == method]
+    finals = list(finals_by_seed(read_results(REPO / "bench" / "digits_remeasured.jsonl"), pair, method, epochs).values())
     return dict(seeds=len(finals), mean=statistics.mean(finals), std=statistics.stdev(finals), low=min(finals), high=max(finals))
 
 
