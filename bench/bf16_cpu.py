@@ -2,7 +2,7 @@
 
 On a GPU the trainer runs its training steps under bf16 autocast (the loss itself upcasts to float32). This runs the
 default MNIST→USPS recipe (SRDC official, 30 epochs, 1 thread) with the same autocast switched on for the CPU, so the
-final accuracies can be set against the float32 CPU runs of bench/digits_remeasured.jsonl, seed for seed. It answers
+final accuracies can be set against the float32 CPU runs of bench/digits_results.jsonl, seed for seed. It answers
 the numerical question only; speed is bench/gpu_step.py's.
 
     python bench/bf16_cpu.py [--seeds 0 1 2] [--epochs 30] [--data PATH] [--out bench/bf16_cpu.jsonl]
@@ -44,7 +44,7 @@ def run(seed: int, epochs: int, data) -> dict:
 
 def float32_runs(epochs: int) -> dict:
     "The float32 CPU runs of the same recipe, by seed."
-    return finals_by_seed(read_results(BENCH / "digits_remeasured.jsonl"), "mnist:usps", "SRDC official", epochs)
+    return finals_by_seed(read_results(BENCH / "digits_results.jsonl"), "mnist:usps", "SRDC official", epochs)
 
 
 def main():

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,7 +51,19 @@ def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
                 collapsed_epochs=sum(m["collapsed"] for m in history[1:]), seconds=time.perf_counter() - start,
                 entropy_phat=[last[f"entropy_phat_{j}"] for j in SPACES],
                 target_feature_terms=[last.get(f"train_tgt_feat_{j}") for j in SPACES],
-                agree_centre=[last[f"agree_centre_{j}"] for j in SPACES])
+                agree_centre=[last[f"agree_centre_{j}"] for j in SPACES],
+                acc_learned=[last.get(f"acc_learned_{j}") for j in SPACES],
+                learned_gap=[last.get(f"learned_gap_{j}") for j in SPACES], commit=commit())
+
+
+def commit() -> str | None:
+    "The commit of the code that ran (with '+' when the checkout has changes), for the results file."
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sdrc"], capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def mean_std(values: list[float]) -> str:
@@ -68,44 +81,22 @@ def pair_of_means(rows: list[dict], key: str) -> str:
     return " / ".join(f"{statistics.mean(r[key][j] for r in rows):.2f}" for j in SPACES) + (f" ({len(rows)})" if len(rows) < 3 else "")
 
 
-def table(results: list[dict], remeasured: list[dict] = ()) -> str:
-    """The markdown table of all finished runs. The p-hat columns (entropy of p-hat, the target's feature-space terms
-    and how often the nearest centre agrees with f, each at the end, in spaces z / b) use every run that measured them,
-    including `remeasured` runs of rows measured before those columns existed; a count in brackets when fewer than 3."""
+def table(results: list[dict]) -> str:
+    """The markdown table of all finished runs. The p-hat columns give the entropy of p-hat, the target's feature-space
+    terms and how often the nearest K-means centroid agrees with f, each at the end, in spaces z / b."""
     lines = ["| pair | method | seeds | final acc % | best acc % | transductive final acc % | largest class share at the end "
-             "| H(p̂) z / b (log K = 2.30) | target feature terms z / b | nearest centre agrees with f, z / b | minutes per run |",
+             "| H(p̂) z / b (log K = 2.30) | target feature terms z / b | nearest centroid agrees with f, z / b | minutes per run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for pair_name in PAIRS:
         for method in METHODS:
             rows = [r for r in results if r["pair"] == pair_name and r["method"] == method]
             if not rows:
                 continue
-            measured = rows + [r for r in remeasured if r["pair"] == pair_name and r["method"] == method]
             lines.append(f"| {pair_name.replace(':', ' → ')} | {method} | {len(rows)} | "
                          f"{mean_std([r['final'] for r in rows])} | {mean_std([r['best'] for r in rows])} | "
                          f"{mean_std([r['final_transductive'] for r in rows])} | {max(r['largest_pred'] for r in rows):.2f} | "
-                         f"{pair_of_means(measured, 'entropy_phat')} | {pair_of_means(measured, 'target_feature_terms')} | "
-                         f"{pair_of_means(measured, 'agree_centre')} | {statistics.mean(r['seconds'] for r in rows) / 60:.1f} |")
-    return "\n".join(lines)
-
-
-PHAT_STUDY = ("SRDC official", "SRDC official + p̂ sum", "SRDC official + p̂ sum, α = 10", "SRDC paper", "SRDC paper + p̂ sum")
-
-
-def phat_table(results: list[dict], remeasured: list[dict]) -> str:
-    """The p-hat study with every row from the same code: the presets from `remeasured` (re-run for it), the variants
-    from `results`."""
-    lines = ["| pair | method | seeds | final acc % | best acc % | transductive final acc % | H(p̂) z / b (log K = 2.30) "
-             "| target feature terms z / b | nearest centre agrees with f, z / b |", "|---|---|---|---|---|---|---|---|---|"]
-    for pair_name in PAIRS:
-        for method in PHAT_STUDY:
-            source = remeasured if method in ("SRDC official", "SRDC paper") else results
-            rows = [r for r in source if r["pair"] == pair_name and r["method"] == method and r.get("entropy_phat")]
-            if rows:
-                lines.append(f"| {pair_name.replace(':', ' → ')} | {method} | {len(rows)} | {mean_std([r['final'] for r in rows])} | "
-                             f"{mean_std([r['best'] for r in rows])} | {mean_std([r['final_transductive'] for r in rows])} | "
-                             f"{pair_of_means(rows, 'entropy_phat')} | {pair_of_means(rows, 'target_feature_terms')} | "
-                             f"{pair_of_means(rows, 'agree_centre')} |")
+                         f"{pair_of_means(rows, 'entropy_phat')} | {pair_of_means(rows, 'target_feature_terms')} | "
+                         f"{pair_of_means(rows, 'agree_centre')} | {statistics.mean(r['seconds'] for r in rows) / 60:.1f} |")
     return "\n".join(lines)
 
 
@@ -116,8 +107,6 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--results", default="bench/digits_results.jsonl")
-    parser.add_argument("--remeasured", default="bench/digits_remeasured.jsonl",
-                        help="runs of rows measured before the p-hat columns existed, re-run for those columns only")
     parser.add_argument("--out", default="bench/digits.md")
     args = parser.parse_args()
     results_path = Path(args.results)
@@ -162,10 +151,8 @@ def finals_by_seed(rows: list[dict], pair_name: str, method: str, epochs: int) -
 def write_table(results_path: Path, args) -> str:
     "Write atomically (after every run, so a stopped benchmark still leaves its table) and return the markdown table."
     results = [r for r in read_results(results_path) if r["epochs"] == args.epochs]
-    remeasured = [r for r in read_results(Path(args.remeasured)) if r["epochs"] == args.epochs]
     text = (f"Digits benchmark: {args.epochs} epochs, CPU ({torch.get_num_threads()} threads), target test accuracy\n\n"
-            + table(results, remeasured) + "\n\nThe p̂ study, every row run with the same code (the presets re-run for it):\n\n"
-            + phat_table(results, remeasured) + "\n")
+            + table(results) + "\n")
     out = Path(args.out)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")  # several benchmark processes may write at once
     partial.write_text(text)

@@ -7,7 +7,7 @@ FOLDER holds results.json, run_NAME.tar and checkpoint_plain.pt. The check:
     stepped through every epoch, and the first two runs side by side;
   * resumes the first run on the CPU from its CUDA checkpoint (the run is finished, so this re-observes its last
     epoch with the CPU's float32 arithmetic: the accuracy there against the GPU's);
-  * compares each run's final accuracy with the CPU runs of the same recipe (bench/digits_remeasured.jsonl);
+  * compares each run's final accuracy with the CPU runs of the same recipe (bench/digits_results.jsonl);
   * prints the measured table, with the targets beside the figures (--markdown also writes it to a file).
 What it found is also written to FOLDER/checks.json.
 Exits non-zero if anything fails to open.
@@ -66,7 +66,7 @@ def resume_on_cpu(run: Path, checkpoint: Path, data, record_samples: int) -> dic
 
 def cpu_spread(pair: str = "mnist:usps", method: str = "SRDC official", epochs: int = 30) -> dict:
     "Final accuracies of the CPU runs of the same recipe, over seeds."
-    finals = list(finals_by_seed(read_results(REPO / "bench" / "digits_remeasured.jsonl"), pair, method, epochs).values())
+    finals = list(finals_by_seed(read_results(REPO / "bench" / "digits_results.jsonl"), pair, method, epochs).values())
     return dict(seeds=len(finals), mean=statistics.mean(finals), std=statistics.stdev(finals), low=min(finals), high=max(finals))
 
 

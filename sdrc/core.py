@@ -224,6 +224,7 @@ class SDRCConfig:
     soft_select: bool = True
     target_rampup: bool = False
     accumulate_centre_grad: bool = False
+    average_centres_with_source: bool = False
     kernel_norm: str = "softmax"
     alpha: float = 1.0
     beta: float = 1.0
@@ -239,15 +240,15 @@ class SDRCConfig:
         if _check_number(self.alpha, "alpha", 0.0) == 0:
             raise ValueError("`alpha` (degrees of freedom) must be positive")
         _check_number(self.beta, "beta", 0.0, 1.0)
-        for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "source_feature_terms", "source_output_term",
-                     "check_inputs"):
+        for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "average_centres_with_source",
+                     "source_feature_terms", "source_output_term", "check_inputs"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
 
 PRESETS = {
     "paper": SDRCConfig(),
     "official": SDRCConfig(q_scope="batch", detach_q=False, soft_select=False, target_rampup=True,
-                           accumulate_centre_grad=True),
+                           accumulate_centre_grad=True, average_centres_with_source=True),
 }
 
 # %% ../nbs/00_core.ipynb #a357ed35

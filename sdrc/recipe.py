@@ -59,7 +59,6 @@ class Recipe:
     shift_augment: int = 2
     colour_augment: bool = True
     kmeans_iters: int = 5
-    average_with_source: bool = True
     reset_centres: bool = True  # False: K-means sets the centres once, then only the loss moves them
     bn_samples: int = 1024
     record_samples: int = 2048
@@ -90,7 +89,7 @@ def _check_recipe(self: Recipe) -> None:
         _check_real(name, getattr(self, name), 0)
     _check_real("momentum", self.momentum, 0, 1)
     _check_real("collapse_threshold", self.collapse_threshold, 0, 1, low_open=True)
-    for name in ("colour_augment", "average_with_source", "reset_centres"):
+    for name in ("colour_augment", "reset_centres"):
         _check_bool(name, getattr(self, name))
 
 Recipe._check = _check_recipe

@@ -35,6 +35,7 @@ class ArrayField:
     dtype: str
     meaning: str
     per_space: bool = False
+    optional: bool = False  # absent from some records (the learned centres of the first epoch, older records)
 
 RECORD_FIELDS = (
     ArrayField("target_index", "target", "int64", "position of each recorded target point in the target training split"),
@@ -50,7 +51,11 @@ RECORD_FIELDS = (
     ArrayField("source_feat", "source", "float16", "source features in space j", per_space=True),
     ArrayField("target_phat", "target", "float32", "p̂: soft assignment of the target features to the centres of space j",
                per_space=True),
-    ArrayField("centres", "classes", "float32", "the centres of space j: this epoch's K-means centroids", per_space=True),
+    ArrayField("centres", "classes", "float32", "μ: the centres of space j this epoch trains with", per_space=True),
+    ArrayField("kmeans_centroids", "classes", "float32", "c^t: this epoch's K-means centroids of the target in space j",
+               per_space=True, optional=True),
+    ArrayField("learned_centres", "classes", "float32", "the centres of space j as the epoch before left them (none in the "
+               "first epoch)", per_space=True, optional=True),
 )
 
 # %% ../nbs/04_snapshots.ipynb #6b354648
@@ -70,6 +75,8 @@ class EpochRecord:
     source_feat: list[np.ndarray]
     target_phat: list[np.ndarray]
     centres: list[np.ndarray]
+    kmeans_centroids: list[np.ndarray] | None = None
+    learned_centres: list[np.ndarray] | None = None
 
     @property
     def num_spaces(self) -> int:
@@ -84,6 +91,8 @@ class EpochRecord:
         arrays = {}
         for f in RECORD_FIELDS:
             value = getattr(self, f.name)
+            if value is None and f.optional:
+                continue
             for key, array in (_space_keys(f.name, value) if f.per_space else [(f.name, value)]):
                 arrays[key] = _stored(np.asarray(array), f.dtype)
         return arrays
@@ -116,15 +125,18 @@ def _check_field(f: ArrayField, key: str, a: np.ndarray, sizes: dict, where: str
 def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> EpochRecord:
     "An `EpochRecord` rebuilt from stored arrays, every field checked; errors name `where` and the field."
     spaces = _spaces_in(arrays)
-    expected = [key for f in RECORD_FIELDS for key in ([f"{f.name}_{j}" for j in range(spaces)] if f.per_space else [f.name])]
-    missing = [key for key in expected if key not in arrays]
+    keys_of = lambda f: [f"{f.name}_{j}" for j in range(spaces)] if f.per_space else [f.name]  # noqa: E731
+    present = {f.name for f in RECORD_FIELDS if not f.optional or any(key in arrays for key in keys_of(f))}
+    missing = [key for f in RECORD_FIELDS if f.name in present for key in keys_of(f) if key not in arrays]
     if missing or not spaces:
         raise ValueError(f"{where} is not a sdrc epoch record: missing {', '.join(missing) or 'centres_0'}")
     sizes = dict(target=len(arrays["target_index"]), source=len(arrays["source_index"]),
                  classes=len(arrays["centres_0"]))
     values = {}
     for f in RECORD_FIELDS:
-        keys = [f"{f.name}_{j}" for j in range(spaces)] if f.per_space else [f.name]
+        if f.name not in present:
+            continue
+        keys = keys_of(f)
         for key in keys:
             _check_field(f, key, arrays[key], sizes, where)
         values[f.name] = [arrays[k] for k in keys] if f.per_space else arrays[keys[0]]
@@ -134,8 +146,10 @@ def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> 
 METRICS = {
     "acc_f": "accuracy of f on the target test split",
     "acc_f_train": "accuracy of f on the target training images (transductive)",
-    "acc_centre_j": "accuracy of the nearest centre in space j on the target test split",
-    "agree_centre_j": "share of the target test split where the nearest centre in space j agrees with f",
+    "acc_centre_j": "accuracy of the nearest K-means centroid in space j on the target test split",
+    "agree_centre_j": "share of the target test split where the nearest K-means centroid in space j agrees with f",
+    "acc_learned_j": "accuracy of the nearest learned centre in space j (as the epoch before left it) on the target test split",
+    "learned_gap_j": "distance of the learned centres in space j from this epoch's K-means centroids, per distance between centroids",
     "entropy_phat_j": "mean entropy of p̂ in space j (nats; log K when uniform)",
     "cluster_acc": "K-means cluster accuracy on the target training images",
     "nmi": "NMI between K-means clusters and true classes",

@@ -104,11 +104,11 @@ def training_model(net: SRDCNet, device: torch.device, compile: bool = False) ->
                                         broadcast_buffers=False)
     return torch.compile(model) if compile else model
 
-def reset_centres(centres: nn.ParameterList, centroids: list[Tensor], keep_grad: bool) -> None:
-    "Set the learnable centres to this epoch's K-means centroids; drop their gradients unless they accumulate (the released code)."
+def reset_centres(centres: nn.ParameterList, values: list[Tensor], keep_grad: bool) -> None:
+    "Set the learnable centres to `values` (the observation's); drop their gradients unless they accumulate (the released code)."
     with torch.no_grad():
-        for mu, c in zip(centres, centroids):
-            mu.copy_(c)
+        for mu, value in zip(centres, values):
+            mu.copy_(value)
             if not keep_grad:
                 mu.grad = None
 
@@ -380,9 +380,10 @@ def _fit(self: Trainer, resume: bool = False) -> list[dict]:
         for epoch in tqdm(epochs, desc="epochs", disable=not (self.runtime.progress and main), initial=self.next_epoch,
                           total=recipe.epochs + 1):
             start = time.perf_counter()
-            obs = observe(self.model, self.domains, epoch, recipe, num_workers=self.runtime.workers)
+            learned = [mu.detach().clone() for mu in self.centres] if epoch > 0 and len(self.centres) else None
+            obs = observe(self.model, self.domains, epoch, recipe, learned, num_workers=self.runtime.workers)
             if recipe.reset_centres or epoch == 0:
-                reset_centres(self.centres, obs.centroids, keep_grad=recipe.loss.accumulate_centre_grad)
+                reset_centres(self.centres, obs.centres, keep_grad=recipe.loss.accumulate_centre_grad)
             metrics = dict(epoch_metrics(obs, recipe.collapse_threshold), lam=recipe.lam(epoch),
                            lr=recipe.learning_rate(min(epoch, recipe.epochs - 1)), **self.train_stats)
             record = epoch_record(obs, recipe.record_samples, recipe.seed, recipe.loss)

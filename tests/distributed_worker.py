@@ -33,7 +33,7 @@ def main(folder: Path) -> None:
     world = world_size()
     trainer = Trainer(toy_pair(), recipe("srdc"), QUIET)
     obs = observe(trainer.model, trainer.domains, 0, trainer.recipe)
-    reset_centres(trainer.centres, obs.centroids, keep_grad=True)
+    reset_centres(trainer.centres, obs.centres, keep_grad=True)
     seen = dict(centres=[c.detach().clone() for c in trainer.centres], q=obs.q, weights=obs.weights,
                 metrics=epoch_metrics(obs))
     srdc = Trainer(toy_pair(), recipe("srdc"), QUIET, out=folder / f"run_{world}")

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 
 from sdrc.cluster import (accuracy, assign_to_nearest, class_means, cluster_accuracy, cluster_sizes, contingency,
-                          initial_centroids, kmeans, nmi)
+                          epoch_centres, initial_centroids, kmeans, nmi)
 
 
 def test_kmeans_golden():
@@ -17,13 +17,24 @@ def test_kmeans_golden():
 
 
 def test_kmeans_matches_scikit_learn_lloyd():
+    """Five steps give scikit-learn's centroids after five; the labels are those of the last assignment, made to the
+    centroids of four steps (scikit-learn assigns afresh to its returned centroids, the released SRDC code does not)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 8)) + rng.integers(0, 4, 500)[:, None] * 3
     init = x[:4]
     ours, labels = kmeans(torch.from_numpy(x), torch.from_numpy(init), iters=5)
     ref = KMeans(4, init=init, n_init=1, max_iter=5, tol=0, algorithm="lloyd").fit(x)
     np.testing.assert_allclose(ours.numpy(), ref.cluster_centers_, rtol=1e-10, atol=1e-10)
-    assert (labels.numpy() == ref.labels_).all()
+    four = KMeans(4, init=init, n_init=1, max_iter=4, tol=0, algorithm="lloyd").fit(x)
+    assert (labels.numpy() == four.labels_).all()
+    assert (labels.numpy() != ref.labels_).any()  # this case tells the two apart
+
+
+def test_kmeans_centroids_are_the_means_of_the_returned_clusters():
+    x = torch.randn(300, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    centroids, labels = kmeans(x, x[:6], iters=2)
+    for k in range(6):
+        assert torch.allclose(centroids[k], x[labels == k].mean(0))
 
 
 @given(st.integers(2, 6), st.integers(0, 10_000))
@@ -62,14 +73,17 @@ def test_kmeans_bad_input():
         kmeans(torch.full((5, 3), float("nan")), torch.randn(2, 3))
 
 
-def test_class_means_and_initial_centroids():
+def test_class_means_initial_centroids_and_epoch_centres():
     x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
     assert class_means(x, torch.tensor([0, 0, 1, 1]), 3).flatten().tolist() == [0.5, 10.5, 5.5]
     src = torch.tensor([[0.0], [10.0]])
     assert initial_centroids(src).flatten().tolist() == [0.0, 10.0]
     pred = torch.tensor([0, 0, 1, 1])
-    assert initial_centroids(src, x, pred).flatten().tolist() == [0.5, 10.5]
-    assert initial_centroids(src, x, pred, average_with_source=True).flatten().tolist() == [0.25, 10.25]
+    assert initial_centroids(src, x, pred).flatten().tolist() == [0.5, 10.5]  # the start is never averaged
+    c_t = torch.tensor([[1.0], [12.0]])
+    assert epoch_centres(c_t, src, average_with_source=True).flatten().tolist() == [0.5, 11.0]
+    assert epoch_centres(c_t, src, average_with_source=False).flatten().tolist() == [1.0, 12.0]
+    assert epoch_centres(c_t, src, False) is not c_t  # a copy: resetting the centres never aliases the centroids
     with pytest.raises(ValueError, match="`y` has labels outside"):
         class_means(x, torch.tensor([0, 0, 1, 5]), 3)
 

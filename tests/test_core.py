@@ -269,7 +269,8 @@ def test_single_tensor_q_t_covers_only_the_output_space():
 def test_presets_differ_exactly_as_the_spec_says():
     paper, official = PRESETS["paper"], PRESETS["official"]
     differing = {f for f in paper.__dataclass_fields__ if getattr(paper, f) != getattr(official, f)}
-    assert differing == {"q_scope", "detach_q", "soft_select", "target_rampup", "accumulate_centre_grad"}
+    assert differing == {"q_scope", "detach_q", "soft_select", "target_rampup", "accumulate_centre_grad",
+                         "average_centres_with_source"}
     assert (paper.q_scope, paper.detach_q, paper.soft_select, paper.target_rampup) == ("dataset", True, True, False)
     assert official.kernel_norm == paper.kernel_norm == "softmax"
 

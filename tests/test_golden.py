@@ -80,3 +80,53 @@ def test_two_epochs_of_the_default_digits_run_are_unchanged(digits_root, tmp_pat
     pair = digit_pair(DIGITS["pair"]["source"], DIGITS["pair"]["target"], root=digits_root)
     replay_and_compare(pair, DIGITS["runs"][0], same_machine_kind(DIGITS), tmp_path / "run", DIGITS["threads"],
                        tolerance=1e-2, weight_tolerance=5e-2)
+
+
+# ---------------------------------------------------------------- re-recording
+
+def record_run(pair, recipe: dict, folder: Path, threads: int) -> dict:
+    "One golden run: its recipe, per-epoch metrics, weight digest and sums, and the digest of its last record."
+    trainer = Trainer(pair, Recipe(**recipe), Runtime(progress=False, log=None, threads=threads), out=folder)
+    history = trainer.fit()
+    digest, sums = weight_digest(trainer)
+    history = [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in history]  # timings vary by run
+    return dict(recipe=recipe, history=history, weights_sha256=digest, weight_sums=sums,
+                last_record_sha256=record_digest(folder, RunRecord.open(folder).epoch_numbers()[-1]))
+
+
+def moved(before: dict, after: dict) -> str:
+    "What changed between two recordings of a run: the largest change of a metric shared by both, and of a weight sum."
+    metric = max((abs(a[k] - b[k]), k) for a, b in zip(after["history"], before["history"]) for k in b
+                 if k in a and isinstance(b[k], (int, float)) and not isinstance(b[k], bool))
+    acc = max(abs(a["acc_f"] - b["acc_f"]) for a, b in zip(after["history"], before["history"]))
+    weights = max(abs(after["weight_sums"][k] - v) / max(abs(v), 1e-12) for k, v in before["weight_sums"].items())
+    return f"acc_f moved by up to {acc:.4f}; largest metric change {metric[0]:.4g} ({metric[1]}); weight sums by up to {weights:.2%}"
+
+
+def record(which: str, out_folder: Path) -> None:
+    "Re-record golden file `which` ('toy' or 'digits') on this machine, printing what moved in each run."
+    import tempfile
+    path = GOLDEN / f"{which}_runs.json"
+    before = json.loads(path.read_text())
+    if which == "toy":
+        pair = make_domain_pair(**{k: v for k, v in before["pair"].items() if k != "kind"})
+    else:
+        import os
+        pair = digit_pair(before["pair"]["source"], before["pair"]["target"], root=os.environ.get("SDRC_DATA"))
+    runs = []
+    for old in before["runs"]:
+        with tempfile.TemporaryDirectory(dir=out_folder) as tmp:
+            runs.append(record_run(pair, old["recipe"], Path(tmp) / "run", before["threads"]))
+        print(f"{which} {old['recipe']}: {moved(old, runs[-1])}", flush=True)
+    after = dict(before, torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(), runs=runs)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(after, indent=1) + "\n")
+    partial.replace(path)
+
+
+if __name__ == "__main__":  # python tests/test_golden.py toy digits: re-record after a change that moves results on purpose
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in sys.argv[1:] or ["toy", "digits"]:
+            record(name, Path(scratch))

@@ -8,8 +8,10 @@ from sdrc.io import write_arrays, write_json
 from sdrc.snapshots import FORMAT_VERSION, RECORD_FIELDS, EpochRecord, RunRecord, RunWriter, record_from_arrays
 
 
-def tiny_record(k: int = 2, spaces: int = 2, n_target: int = 3, n_source: int = 2, seed: int = 0) -> EpochRecord:
-    "A random record of `n_target` target and `n_source` source points, K = `k`, `spaces` spaces of width 4 and 3."
+def tiny_record(k: int = 2, spaces: int = 2, n_target: int = 3, n_source: int = 2, seed: int = 0,
+                learned: bool = True) -> EpochRecord:
+    """A random record of `n_target` target and `n_source` source points, K = `k`, `spaces` spaces of width 4 and 3;
+    with the learned centres of the epoch before unless `learned` is False (a first epoch)."""
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.ones(k), n_target)
     dims = [4, 3][:spaces]
@@ -19,7 +21,9 @@ def tiny_record(k: int = 2, spaces: int = 2, n_target: int = 3, n_source: int = 
                        source_weight=rng.random(n_source), target_feat=[rng.normal(size=(n_target, d)) for d in dims],
                        source_feat=[rng.normal(size=(n_source, d)) for d in dims],
                        target_phat=[rng.dirichlet(np.ones(k), n_target) for _ in dims],
-                       centres=[rng.normal(size=(k, d)) for d in dims])
+                       centres=[rng.normal(size=(k, d)) for d in dims],
+                       kmeans_centroids=[rng.normal(size=(k, d)) for d in dims],
+                       learned_centres=[rng.normal(size=(k, d)) for d in dims] if learned else None)
 
 
 def _run(tmp_path):
@@ -111,6 +115,16 @@ def test_object_arrays_are_not_written(tmp_path):
     with pytest.raises(TypeError, match="dtype object"):
         write_arrays(tmp_path / "x.npz", {"bad": np.array([None], dtype=object)})
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_first_epoch_and_an_older_record_lack_only_the_optional_fields():
+    first = tiny_record(learned=False).to_arrays()
+    assert not any(key.startswith("learned_centres") for key in first)
+    assert record_from_arrays(first).learned_centres is None
+    older = {key: a for key, a in first.items() if not key.startswith("kmeans_centroids")}  # written before they existed
+    assert record_from_arrays(older).kmeans_centroids is None
+    with pytest.raises(ValueError, match="missing kmeans_centroids_1"):  # present in one space only: damaged
+        record_from_arrays({key: a for key, a in first.items() if key != "kmeans_centroids_1"})
 
 
 def test_record_round_trip_keeps_every_field(tmp_path):

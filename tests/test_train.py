@@ -298,7 +298,8 @@ def test_collapse_is_detected_and_reported():
     source = Extracted(feats, torch.randn(n, k), y)
     target = Extracted(feats, collapsed_logits, y)
     p = torch.softmax(collapsed_logits, 1)
-    obs = Observation(0, source, target, target, [torch.randn(k, 4)], [y], p, [p], [p, p], torch.rand(n))
+    centroids = [torch.randn(k, 4)]
+    obs = Observation(0, source, target, target, centroids, [y], centroids, None, p, [p], [p, p], torch.rand(n))
     metrics = epoch_metrics(obs, collapse_threshold=0.5)
     assert metrics["collapsed"] and metrics["largest_pred"] == 1.0
     assert "COLLAPSE: 100% of the target in one class" in summary_line(0, metrics)
