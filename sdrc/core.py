@@ -231,6 +231,7 @@ class SDRCConfig:
     q_kind: str = "srdc"
     source_feature_terms: bool = True
     source_output_term: bool = True
+    target_output_term: bool = True
     check_inputs: bool = True
 
     def __post_init__(self):
@@ -241,7 +242,7 @@ class SDRCConfig:
             raise ValueError("`alpha` (degrees of freedom) must be positive")
         _check_number(self.beta, "beta", 0.0, 1.0)
         for name in ("detach_q", "soft_select", "target_rampup", "accumulate_centre_grad", "average_centres_with_source",
-                     "source_feature_terms", "source_output_term", "check_inputs"):
+                     "source_feature_terms", "source_output_term", "target_output_term", "check_inputs"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
 
@@ -411,7 +412,7 @@ def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tenso
             terms[f"tgt_{name}"] = _soft_cross_entropy(_target_q(self, q, lp_t, labels_t), lp_t)
             if name == "out" or cfg.source_feature_terms:
                 terms[f"src_{name}"] = _weighted_label_nll(lp_s, y_s.long(), w)
-        target = sum(v for k, v in terms.items() if k.startswith("tgt_"))
+        target = sum(v for k, v in terms.items() if k.startswith("tgt_") and (k != "tgt_out" or cfg.target_output_term))
         source_feat = sum((v for k, v in terms.items() if k.startswith("src_feat")), torch.zeros((), dtype=dtype, device=logits_t.device))
         source_out = terms["src_out"] if cfg.source_output_term else torch.zeros((), dtype=dtype, device=logits_t.device)
         if cfg.target_rampup:

@@ -595,6 +595,24 @@ def test_without_any_source_term_only_the_target_terms_are_left(preset):
     assert "src_out" in bare.terms and "src_feat_0" not in bare.terms  # still reported, no longer trained
 
 
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_without_the_target_output_term_it_is_still_reported_but_not_trained(preset):
+    "The control of tutorial 06: eq. 3 dropped, everything else kept, so the loss falls by exactly its (weighted) value."
+    q = [torch.softmax(torch.randn(5, 3), 1)] * 2
+    extra = dict(q_t=q, weights_s=torch.ones(4)) if preset == "paper" else {}
+    batch = _batch(logits_t=torch.randn(5, 3, requires_grad=True))
+    full = SDRCLoss(3, preset)(**batch, **extra, lam=0.7)
+    bare = SDRCLoss(3, preset, target_output_term=False)(**batch, **extra, lam=0.7)
+    weight = 0.7 if preset == "official" else 1.0
+    torch.testing.assert_close(bare.loss, full.loss - weight * full.terms["tgt_out"])
+    assert "tgt_out" in bare.terms
+    feature_only = SDRCLoss(3, preset, target_output_term=False, source_output_term=False, source_feature_terms=False)
+    feats_t = [batch["feats_t"][0].requires_grad_()]
+    grad, = torch.autograd.grad(feature_only(**dict(batch, feats_t=feats_t), **extra, lam=0.7).loss,
+                                batch["logits_t"], allow_unused=True)
+    assert grad is None or not grad.abs().any()  # nothing left reaches the target's logits
+
+
 def test_a_loss_that_does_not_check_its_inputs_never_makes_the_host_wait(host_waits):
     "With check_inputs=False (the trainer's loss), a forward and backward pass reads nothing back from the device."
     def step(preset, check):
