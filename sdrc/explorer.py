@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .snapshots import RunRecord
-from .viz import (COLOURINGS, Embedding, RunView, complete_epochs, distributions, distributions_figure,
+from .viz import (CLASS_COLOURINGS, COLOURINGS, Embedding, RunView, class_colours, complete_epochs, distributions, distributions_figure,
                       layout_features, metrics_figure, next_layout, open_runs, scatter_figure, scatter_groups, view_run)
 
 # %% ../nbs/06a_explorer.ipynb #4f7e749d
@@ -82,20 +82,30 @@ ClusterExplorer._build, ClusterExplorer._ipython_display_ = _build, _ipython_dis
 
 # %% ../nbs/06a_explorer.ipynb #c6f8c410
 def _static_figure(self: ClusterExplorer, columns: int = 4) -> go.Figure:
-    "Small multiples: each run (a row) at `columns` epochs spread over the run, in its frame."
+    "Small multiples: each run (a row) at `columns` epochs spread over the run, in its frame, coloured as the widget is."
     from plotly.subplots import make_subplots
+    colouring = self.colour.value
     picks = sorted({round(i * (len(self.epochs) - 1) / (columns - 1)) for i in range(columns)})
     fig = make_subplots(rows=len(self.shown), cols=len(picks), horizontal_spacing=0.02, vertical_spacing=0.08,
                         subplot_titles=[f"{v.label}: epoch {v.epochs[i]}" for v in self.shown for i in picks])
     for row, view in enumerate(self.shown, 1):
+        k = len(view.classes)
         for col, i in enumerate(picks, 1):
-            for trace in scatter_figure(view, i).data[:len(view.classes)]:
-                fig.add_trace(trace.update(showlegend=row == col == 1, marker_size=3), row=row, col=col)
+            drawn = scatter_figure(view, i, colouring).data  # a trace per class, the shaded one, the source points
+            for trace in (*drawn[:k + 1], *(drawn[k + 1:k + 2] if colouring == "source weight" else ())):
+                trace.update(showlegend=False, marker_size=3, visible=True)
+                trace.marker.showscale = bool(trace.marker.showscale) and row == col == 1
+                fig.add_trace(trace, row=row, col=col)
             xs, ys = view.frame
             fig.update_xaxes(range=xs, showticklabels=False, row=row, col=col)
             fig.update_yaxes(range=ys, showticklabels=False, row=row, col=col)
+    if colouring in CLASS_COLOURINGS:  # every class in the legend, even one that no picture holds
+        view, (xs, ys) = self.shown[0], self.shown[0].frame
+        for name, colour in zip(view.classes, class_colours(len(view.classes))):
+            fig.add_scatter(x=[xs[0] - 10 * (xs[1] - xs[0])], y=[ys[0]], mode="markers", name=name,
+                            marker=dict(color=colour, size=8), row=1, col=1)
     fig.update_layout(height=300 * len(self.shown) + 40, width=1200, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(title="predicted class"), font=dict(size=10))
+                      legend=dict(title=colouring), font=dict(size=10))
     return fig
 
 def _static_picture(self: ClusterExplorer) -> bytes:

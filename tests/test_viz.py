@@ -137,6 +137,24 @@ def test_explorer_follows_the_slider_and_colouring(run):
     assert [s.x0 for s in ex.metrics.layout.shapes if s.name == "cursor"] == [1, 1, 1]
 
 
+def test_the_static_picture_shows_the_widgets_colouring_and_every_class(run):
+    """What a reader without a kernel sees: the colouring the cell chose, and each class in the legend even when no point
+    of it is drawn (here class 2 is removed from every picture)."""
+    ex = ClusterExplorer(run, space=1, method="pca")
+    ex.colour.value = "true class"
+    for view in ex.shown:
+        for record in view.records:
+            record.target_y[record.target_y == 2] = 0
+    static = ex._static_figure()
+    assert static.layout.legend.title.text == "true class"
+    assert [t.name for t in static.data if t.showlegend is not False] == list(ex.shown[0].classes)
+    drawn = [t for t in static.data if t.showlegend is False and t.name == ex.shown[0].classes[2]]
+    assert drawn and all(len(t.x) == 0 for t in drawn)
+    ex.colour.value = "correct"
+    static = ex._static_figure()
+    assert static.layout.legend.title.text == "correct" and sum(bool(t.marker.showscale) for t in static.data) == 1
+
+
 def test_explorer_switches_clustering_space(run):
     ex = ClusterExplorer(run, space=1, method="pca")
     ex.slider.value = 2
