@@ -309,12 +309,14 @@ INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_f_train", "{:>7
 def format_run(run: RunRecord) -> str:
     "A run's configuration line and a table of its per-epoch metrics."
     cfg = run.meta.get("config", {})
-    head = ", ".join(f"{k}={cfg.get(k)}" for k in ("method", "preset", "ablation", "epochs", "seed"))
+    head = ", ".join(f"{k}={cfg[k]}" for k in ("method", "preset", "ablation", "epochs", "seed") if k in cfg)
     widths = [max(len(name), len(f.format(0))) for name, f in INFO_COLUMNS]
     lines = [f"{run.folder}: {head}", " ".join(f"{name:>{w}}" for (name, _), w in zip(INFO_COLUMNS, widths))]
     for m in run.epochs:
         cells = [f.format(m[name]) if m.get(name) is not None else "" for name, f in INFO_COLUMNS]
         lines.append(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)) + ("  collapse" if m.get("collapsed") else ""))
+    if run.epochs and all(m.get("acc_f") is None for m in run.epochs):
+        lines.append("(no target labels were recorded: the accuracies are absent, not zero)")
     return "\n".join(lines)
 
 def run_report(args) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .snapshots import RunRecord
-from .viz import (CLASS_COLOURINGS, COLOURINGS, Embedding, RunView, class_colours, complete_epochs, distributions, distributions_figure,
+from .viz import (CLASS_COLOURINGS, Embedding, RunView, class_colours, colourings, complete_epochs, distributions, distributions_figure,
                       layout_features, metrics_figure, next_layout, open_runs, scatter_figure, scatter_groups, view_run)
 
 # %% ../nbs/06a_explorer.ipynb #4f7e749d
@@ -50,7 +50,7 @@ def _build(self: ClusterExplorer) -> None:
     self.slider = W.IntSlider(min=0, max=last, value=last, description="epoch index", continuous_update=True)
     self.play = W.Play(min=0, max=last, value=last, interval=600, description="play")
     W.jslink((self.play, "value"), (self.slider, "value"))
-    self.colour = W.Dropdown(options=COLOURINGS, value="prediction", description="colour by")
+    self.colour = W.Dropdown(options=colourings(self.shown), value="prediction", description="colour by")
     self.space_choice = W.Dropdown(options=list(self.views), value=self.space, description="space")
     self.epoch_label = W.HTML()
     width = 760 if len(self.shown) == 1 else 1200 // len(self.shown)
@@ -142,7 +142,8 @@ def _select(self: ClusterExplorer, run: int, point: int) -> None:
         for trace, values in zip(self.details.data, distributions(view, i, int(point)).values()):
             trace.y = np.asarray(values, dtype=float)
         self.details.layout.title.text = f"{view.label}: point {int(record.target_index[point])}"
-    truth, pred = view.classes[int(record.target_y[point])], view.classes[int(record.target_pred[point])]
+    truth = "not recorded" if record.target_y is None else view.classes[int(record.target_y[point])]
+    pred = view.classes[int(record.target_pred[point])]
     self.info.value = (f"<b>target image #{int(record.target_index[point])}</b><br>true class {truth}<br>prediction {pred}"
                        f"<br>K-means cluster {view.classes[int(record.target_cluster[point])]}")
     if self.images is not None:

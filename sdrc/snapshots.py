@@ -39,7 +39,8 @@ class ArrayField:
 
 RECORD_FIELDS = (
     ArrayField("target_index", "target", "int64", "position of each recorded target point in the target training split"),
-    ArrayField("target_y", "target", "int16", "its true class (used only to score and to colour)"),
+    ArrayField("target_y", "target", "int16", "its true class (used only to score and to colour; absent when unknown)",
+               optional=True),
     ArrayField("target_p", "target", "float16", "P: the classifier's softmax"),
     ArrayField("target_q", "target", "float16", "Q: the auxiliary distribution of P, over the whole target"),
     ArrayField("target_pred", "target", "int16", "the classifier's prediction, argmax P"),
@@ -63,7 +64,7 @@ RECORD_FIELDS = (
 class EpochRecord:
     "One epoch's recorded arrays (see `RECORD_FIELDS`): a fixed sample of target and source points, and the centres."
     target_index: np.ndarray
-    target_y: np.ndarray
+    target_y: np.ndarray | None  # None: a run recorded without the target's labels
     target_p: np.ndarray
     target_q: np.ndarray
     target_pred: np.ndarray
@@ -132,7 +133,7 @@ def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> 
         raise ValueError(f"{where} is not a sdrc epoch record: missing {', '.join(missing) or 'centres_0'}")
     sizes = dict(target=len(arrays["target_index"]), source=len(arrays["source_index"]),
                  classes=len(arrays["centres_0"]))
-    values = {}
+    values = {f.name: None for f in RECORD_FIELDS if f.optional}
     for f in RECORD_FIELDS:
         if f.name not in present:
             continue

@@ -363,3 +363,76 @@ def test_the_layout_cache_follows_the_records_content(finished, tmp_path):
     after = embed_run(run, space=1, method="pca", progress=False).coords
     np.testing.assert_array_equal(after[:2], before[:2])  # unchanged epochs come from the cache
     assert not np.allclose(after[2], before[2])
+
+
+# ---------------------------------------------------------------- a run recorded from the user's own loop
+
+def expect_api_error(call, *fragments: str) -> str:
+    "Assert that `call()` raises one clear ValueError or TypeError of one line holding every fragment."
+    TALLY["tried"] += 1
+    try:
+        call()
+    except (ValueError, TypeError, FileExistsError) as err:
+        text = str(err)
+        kind = "clear error" if text and "\n" not in text else "traceback"
+    except BaseException as err:  # noqa: BLE001 - the point is to see what escapes
+        kind, text = "traceback", f"{type(err).__name__}: {err}"
+    else:
+        kind, text = "silent", "no error"
+    TALLY[kind] += 1
+    assert kind == "clear error", text
+    for fragment in fragments:
+        assert fragment in text, text
+    return text
+
+
+def _loop_inputs(n_s: int = 40, n_t: int = 30, k: int = 3, dims=(6, 4), seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    source = ([torch.randn(n_s, d, generator=g) for d in dims], torch.randint(0, k, (n_s,), generator=g))
+    target = ([torch.randn(n_t, d, generator=g) for d in dims], torch.randn(n_t, k, generator=g))
+    return source, target
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    from sdrc.record import Recorder
+    rec = Recorder(tmp_path / "mine", classes=["a", "b", "c"], method="my loop", samples=20)
+    source, target = _loop_inputs()
+    rec.epoch(0, source=source, target=target)
+    yield rec
+    rec.close()
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda s, t: ((s[0], s[1][:-1]), t), ["source labels", "(39,) labels for 40 points"]),
+    (lambda s, t: ((s[0], s[1].float()), t), ["source labels must be integers"]),
+    (lambda s, t: (s, ([t[0][0].masked_fill(t[0][0] > 1, float("nan")), t[0][1]], t[1])), ["target features, space 0 contain NaN"]),
+    (lambda s, t: ((s[0], s[1] + 5), t), ["outside the 3 classes given"]),
+    (lambda s, t: (s, (t[0], torch.randn(30, 5))), ["target logits have 5 columns, but 3 classes were given"]),
+    (lambda s, t: (s, ([t[0][0], torch.randn(30, 9)], t[1])), ["space 1: source features have 4 dimensions, target features 9"]),
+    (lambda s, t: ((s[0][:1], s[1]), t), ["the source has 1 feature spaces and the target 2"]),
+    (lambda s, t: (s, ([z[:20] for z in t[0]], t[1][:20])), ["the target has 20 points in epoch 1, 30 before"]),
+    (lambda s, t: (s[0][0], t), ["`source` must be a pair (features, labels)"]),
+])
+def test_a_recorded_epoch_with_bad_input(recorder, change, fragments):
+    source, target = _loop_inputs(seed=1)
+    source, target = change(source, target)
+    expect_api_error(lambda: recorder.epoch(1, source=source, target=target), *fragments)
+
+
+def test_a_recorded_epoch_that_goes_backwards_or_changes_width(recorder):
+    source, target = _loop_inputs(seed=1)
+    expect_api_error(lambda: recorder.epoch(0, source=source, target=target), "epoch 0 was given after epoch 0")
+    recorder.epoch(1, source=source, target=target)
+    wider_s, wider_t = _loop_inputs(seed=2, dims=(6, 8))
+    expect_api_error(lambda: recorder.epoch(2, source=wider_s, target=wider_t), "space 1 has 8 features in epoch 2, 4 before")
+    expect_api_error(lambda: recorder.epoch(2, source=source, target=target, target_labels=torch.arange(30)),
+                     "target labels run from 0 to 29, outside the 3 classes given")
+
+
+def test_a_recorder_claims_its_folder_like_the_trainer(recorder, tmp_path):
+    from sdrc.record import Recorder
+    expect_api_error(lambda: Recorder(recorder.folder, classes=["a", "b", "c"]), "is being written by another process")
+    recorder.close()
+    expect_api_error(lambda: Recorder(recorder.folder, classes=["a", "b", "c"]), "exists and is not empty")
+    expect_api_error(lambda: Recorder(tmp_path / "other", classes=["a", "a"]), "each once")
