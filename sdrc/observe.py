@@ -22,6 +22,7 @@ from .data import evaluation_view, load_batches
 from .distributed import gather_rows, is_main, shard
 from .models import SRDCNet, recalibrate_batchnorm
 from .recipe import Recipe
+from .scores import label_free_scores
 from .snapshots import EpochRecord
 
 # %% ../nbs/04d_observe.ipynb #6867c400
@@ -91,10 +92,12 @@ class Observation:
     phat: list[Tensor]  # p̂ over the target in each space, to the centres μ, with the run's kernel
     q: list[Tensor]  # Q of P, then Q of p̂ in each space
     weights: Tensor  # eq. 12 weight of every source sample
+    source_test: Extracted | None = None  # the source test split, for the source-validation score
 
 # %% ../nbs/04d_observe.ipynb #e8a63671
 def observation(source: Extracted, target: Extracted, test: Extracted, epoch: int, loss: SDRCConfig, kmeans_iters: int = 5,
-                reset_centres: bool = True, learned: list[Tensor] | None = None, first: bool | None = None) -> Observation:
+                reset_centres: bool = True, learned: list[Tensor] | None = None, first: bool | None = None,
+                source_test: Extracted | None = None) -> Observation:
     """The observation of features already extracted: cluster the target, set the centres, compute P, Q and the weights.
     `learned`: the centres as the last training epoch left them (None in the first); `first`: whether K-means starts
     from the source class means (default: in epoch 0)."""
@@ -109,17 +112,18 @@ def observation(source: Extracted, target: Extracted, test: Extracted, epoch: in
     q = [auxiliary_distribution(dist, loss.q_kind) for dist in (p, *phat)]
     weights = source_weights(source.feats[0], source.y.to(source.feats[0].device), centroids[0])
     return Observation(epoch, source, target, test, centroids, [c.labels for c in clusters], centres, learned, p, phat, q,
-                       weights)
+                       weights, source_test)
 
 def observe(model: SRDCNet, domains: dict[str, Dataset], epoch: int, recipe: Recipe, learned: list[Tensor] | None = None,
             **loader_kwargs) -> Observation:
     """Extract every domain (each with its own batch-norm statistics), then observe them (`observation`).
     `learned`: the trainer's centres as the last training epoch left them (None in the first)."""
     src = domains["source_train"]
-    (source,) = extract(model, [src], src, recipe.bn_samples, seed=recipe.seed, **loader_kwargs)
+    source, source_test = extract(model, [src, domains["source_test"]], src, recipe.bn_samples, seed=recipe.seed, **loader_kwargs)
     target, test = extract(model, [domains["target_train"], domains["target_test"]], domains["target_train"],
                            recipe.bn_samples, seed=recipe.seed, **loader_kwargs)
-    return observation(source, target, test, epoch, recipe.loss, recipe.kmeans_iters, recipe.reset_centres, learned)
+    return observation(source, target, test, epoch, recipe.loss, recipe.kmeans_iters, recipe.reset_centres, learned,
+                       source_test=source_test)
 
 # %% ../nbs/04d_observe.ipynb #fd3db285
 def centre_gap(centres: Tensor, centroids: Tensor) -> float:
@@ -164,6 +168,8 @@ def epoch_metrics(obs: Observation, collapse_threshold: float = 0.5) -> dict:
                    weight_max=float(obs.weights.max()))
     for j in range(len(obs.centroids)):
         metrics.update(_space_metrics(obs, j, pred_test))
+    source_test = None if obs.source_test is None else (obs.source_test.feats[-1], obs.source_test.logits, obs.source_test.y)
+    metrics.update(label_free_scores(obs.p, obs.target.feats[-1], obs.kmeans_labels[-1], obs.source.feats[-1], source_test))
     metrics["collapsed"] = metrics["largest_pred"] > collapse_threshold
     return metrics
 
