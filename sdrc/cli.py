@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'user_error',
-           'released_pair_settings', 'train_settings', 'run_train', 'format_run', 'run_report', 'run_book', 'run_info',
-           'run_demo', 'main', 'entry_point']
+           'released_pair_settings', 'train_settings', 'run_train', 'format_run', 'run_report', 'run_book',
+           'run_select', 'run_info', 'run_demo', 'main', 'entry_point']
 
 # %% ../nbs/07_cli.ipynb #f3a046cb
 import argparse
@@ -177,6 +177,15 @@ def _add_book(commands) -> None:
     cmd.add_argument("--nbs", default="nbs", metavar="FOLDER", help="the notebooks folder of an sdrc checkout (default: nbs)")
     cmd.add_argument("--out", default="_book", metavar="FOLDER", help="where to write the book (default: _book)")
 
+def _add_select(commands) -> None:
+    cmd = commands.add_parser("select", help="which epoch each label-free score would pick, and how good that pick is",
+                              description="For each label-free score recorded every epoch (entropy, information "
+                                          "maximisation, batch nuclear norm, soft neighbourhood density, cluster "
+                                          "agreement, source accuracy, DEV), the epoch it picks; with the target's "
+                                          "labels, that epoch's accuracy against the best and the last, and how well "
+                                          "the score follows the accuracy over the run (Spearman, weighted Spearman).")
+    cmd.add_argument("runs", nargs="+", metavar="RUN", help="run folders (written by sdrc train or sdrc.record)")
+
 def _add_info(commands) -> None:
     cmd = commands.add_parser("info", help="print a table of a run's per-epoch metrics",
                               description="Print the configuration and a table of per-epoch metrics of a run folder.")
@@ -189,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
     _add_info(commands)
+    _add_select(commands)
     _add_report(commands)
     _add_demo(commands)
     _add_book(commands)
@@ -345,6 +355,15 @@ def run_book(args) -> int:
           + (f"; with an error output: {', '.join(failed)}" if failed else ""))
     return 0
 
+def run_select(args) -> int:
+    "The `select` command."
+    from sdrc.select import format_choices
+    try:
+        print("\n\n".join(format_choices(RunRecord.open(run)) for run in args.runs))
+    except (ValueError, OSError) as err:
+        return user_error("select", err)
+    return 0
+
 def run_info(args) -> int:
     "The `info` command."
     try:
@@ -373,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = dict(train=lambda: run_train(args, parser), info=lambda: run_info(args), report=lambda: run_report(args),
-                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args))
+                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args), select=lambda: run_select(args))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return commands[args.command]()

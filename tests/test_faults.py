@@ -346,7 +346,7 @@ def test_report_into_a_folder(finished, tmp_path):
     expect_clear_error(["report", str(finished), "--out", str(tmp_path)], "a folder stands where a file should be")
 
 
-@pytest.mark.parametrize("command", ["info", "report"])
+@pytest.mark.parametrize("command", ["info", "report", "select"])
 def test_a_folder_that_is_not_a_run(tmp_path, command):
     expect_clear_error([command, str(tmp_path)], "run.json not found", str(tmp_path))
 
