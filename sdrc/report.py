@@ -148,7 +148,11 @@ def _captions(views: list[RunView]) -> dict[str, str]:
                  "each when balanced; one line running away is a collapse). The dotted line is the epoch shown; a grey line "
                  "marks the epoch from which predictions hardly change"
                  + (f" ({'; '.join(settle)})" if settle else " (not reached)") + "; red crosses, epochs flagged as a collapse"
-                 + (f" ({'; '.join(collapses)})." if collapses else " (none).")))
+                 + (f" ({'; '.join(collapses)})." if collapses else " (none).")
+                 + (" Below, when the run recorded them: the label-free scores (computed without any target label), each scaled "
+                    "to 0–1 over the run, beside the target accuracy scaled likewise; a score that rises and falls with the "
+                    "accuracy would pick a good epoch without labels (sdrc select RUN prints each one's pick)."
+                    if any(v is not None for v in view.run.metric("score_im")) else "")))
 
 # %% ../nbs/06b_report.ipynb #0a052de9
 def _page(views: list[RunView], figures: dict, data: dict) -> str:
