@@ -10,6 +10,7 @@ __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'buil
 # %% ../nbs/07_cli.ipynb #f3a046cb
 import argparse
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -281,7 +282,7 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
     "The `train` command: arguments, then data and run folder, then training."
     recipe, runtime = train_settings(args, parser)
     init_from_env(args.device)
-    main = is_main()  # decided before the process group closes
+    main, trainer = is_main(), None  # decided before the process group closes
     try:
         try:
             pair, model = _train_pair(args)
@@ -293,12 +294,25 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
             history = trainer.fit()
         except (OSError, TrainingDiverged) as err:  # a full disk, a diverged loss: the epochs recorded so far stay
             return user_error("train", err)
+    except KeyboardInterrupt:
+        return _interrupted(args, trainer)
     finally:
         close()
     if not main:
         return 0
     print(_summary(history, args.out))
     return _report_after_training(args.out) if recipe.record_samples > 0 and not args.no_report else 0
+
+def _interrupted(args, trainer) -> int:
+    "Ctrl-C: one line that says where the run stopped and the command that continues it; exit status 130."
+    command = "sdrc " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["train"])) + (
+        "" if args.resume else " --resume")
+    if trainer is None or not trainer.opened:
+        print(f"sdrc train: stopped before training started; nothing was recorded in {args.out}", file=sys.stderr)
+    else:
+        print(f"sdrc train: stopped in epoch {trainer.next_epoch} of {trainer.recipe.epochs}; the run in {args.out} continues "
+              f"from its last checkpoint with: {command}", file=sys.stderr)
+    return 130
 
 def _report_after_training(out) -> int:
     "Draw the report of a finished run; if that fails, say so in one line: the records stay."
@@ -391,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     "Run the `sdrc` command; returns the exit status."
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to say, when stopped, how to continue
     commands = dict(train=lambda: run_train(args, parser), info=lambda: run_info(args), report=lambda: run_report(args),
                     demo=lambda: run_demo(args, parser), book=lambda: run_book(args), select=lambda: run_select(args))
     with warnings.catch_warnings():

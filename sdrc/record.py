@@ -63,7 +63,7 @@ class Recorder:
     def __init__(self, folder, classes, source: str = "source", target: str = "target", method: str = "",
                  samples: int = 2048, seed: int = 0, kmeans_iters: int = 5, kernel_norm: str = "softmax",
                  alpha: float = 1.0, collapse_threshold: float = 0.5, meta: dict | None = None, resume: bool = False,
-                 loss: SDRCConfig | None = None):
+                 loss: SDRCConfig | None = None, restart: bool = False):
         self.classes = [str(c) for c in classes]
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"`classes` must name at least two classes, each once; got {self.classes}")
@@ -73,7 +73,8 @@ class Recorder:
         self.shapes: dict = {}  # what the first recorded epoch looked like: later ones must look the same
         if self.folder is not None:
             description = meta if meta is not None else self._description(source, target, method)
-            self.writer = RunWriter.reopen(self.folder) if resume else RunWriter.create(self.folder, description)
+            claim = RunWriter.reopen if resume else RunWriter.restart if restart else RunWriter.create
+            self.writer = claim(self.folder) if resume else claim(self.folder, description)
             if self.writer.epochs:
                 self.last = max(m["epoch"] for m in self.writer.epochs)
 

@@ -284,7 +284,38 @@ def _reopen(cls, folder: str | os.PathLike) -> RunWriter:
         raise
     return cls(folder, run.meta, run.epochs, lock=lock)
 
-RunWriter.create, RunWriter.reopen = classmethod(_create), classmethod(_reopen)
+_RUN_FILES = re.compile(r"(run\.json|epoch_\d{3,}\.npz|embedding_\w+_\d+\.npz|report\.html|checkpoint\.pt)$")
+
+def _restart(cls, folder: str | os.PathLike, meta: dict) -> RunWriter:
+    """Claim a run folder whose run stopped before its first checkpoint, and start the run again there: the folder
+    may hold only what sdrc writes, and a `run.json` it holds must describe the same recipe and data."""
+    folder = Path(folder)
+    lock = RunLock(folder).acquire()
+    try:
+        remove_leftovers(folder)
+        foreign = sorted(p.name for p in folder.iterdir() if not (_is_own_file(p) or _RUN_FILES.match(p.name)))
+        if foreign:
+            raise FileExistsError(f"{folder} holds files that are not a sdrc run's ({', '.join(foreign[:3])}); "
+                                  "choose another folder")
+        try:
+            before = _load_run_json(folder / RUN_FILE) if (folder / RUN_FILE).exists() else None
+        except ValueError:  # a damaged description of a run that never reached its first checkpoint: nothing to keep
+            before = None
+        if before is not None:
+            changed = [k for k in ("config", "data") if before.get(k) != meta.get(k)]
+            if changed:
+                raise ValueError(f"{folder} holds another run (its {' and '.join(changed)} differ); choose another folder")
+        for p in folder.iterdir():
+            if _RUN_FILES.match(p.name):
+                p.unlink()
+        writer = cls(folder, meta, lock=lock)
+        writer._save()
+    except BaseException:
+        lock.release()
+        raise
+    return writer
+
+RunWriter.create, RunWriter.reopen, RunWriter.restart = classmethod(_create), classmethod(_reopen), classmethod(_restart)
 
 # %% ../nbs/04_snapshots.ipynb #f87d9752
 def _load_run_json(path: Path) -> dict:

@@ -312,8 +312,20 @@ def _data_differences(before: dict, now: dict) -> list[str]:
 
 # %% ../nbs/05_train.ipynb #fb02d3c0
 def _resume(self: Trainer) -> None:
-    "Claim the run folder, then load its checkpoint and records; recipe and data must be the run's own."
+    """Claim the run folder, then load its checkpoint and records; recipe and data must be the run's own. A run stopped
+    before its first checkpoint has nothing to continue from: it starts again in the same folder, and says so."""
+    if not self.out.is_dir():
+        raise FileNotFoundError(f"{self.out} does not exist: there is no run to resume; start the run without --resume")
     path = self.out / CHECKPOINT
+    if not path.exists():
+        recorded = _recorded_epochs(self.out)
+        if recorded > 1:  # more than the first observation: a checkpoint was written, then lost
+            raise FileNotFoundError(f"{path} not found, though {self.out} records {recorded} epochs: the run cannot be "
+                                    "continued without it; start it again in another folder")
+        self.recorder = self.make_recorder(restart=True)
+        if is_main() and self.runtime.log:
+            self.runtime.log(f"{self.out} has no checkpoint yet (the run stopped in its first epoch): starting it again there")
+        return
     self.recorder = self.make_recorder(resume=True)
     try:
         state = load_checkpoint(path, self.recipe.epochs)
@@ -324,6 +336,13 @@ def _resume(self: Trainer) -> None:
         raise
     self.history = [m for m in RunRecord.open(self.out).epochs if m["epoch"] < self.next_epoch]
     self.recorder.continue_after(self.history)
+
+def _recorded_epochs(folder: Path) -> int:
+    "How many epochs a run folder's run.json records (0 when it has none, or none that can be read)."
+    try:
+        return len(RunRecord.open(folder).epochs)
+    except (ValueError, OSError):
+        return 0
 
 Trainer.resume = _resume
 
@@ -350,12 +369,13 @@ def _open_run(self: Trainer, resume: bool = False) -> None:
             barrier()  # the folder is claimed before any process goes on
     self.opened = True
 
-def _make_recorder(self: Trainer, resume: bool = False) -> Recorder:
+def _make_recorder(self: Trainer, resume: bool = False, restart: bool = False) -> Recorder:
     "The recorder of this run: it writes the run folder on the main process, and only measures on the others."
     recipe, folder = self.recipe, self.out if self.out is not None and is_main() else None
     return Recorder(folder, self.pair.classes, samples=recipe.record_samples, seed=recipe.seed,
                     kmeans_iters=recipe.kmeans_iters, collapse_threshold=recipe.collapse_threshold,
-                    meta=None if folder is None or resume else run_metadata(self), resume=resume, loss=recipe.loss)
+                    meta=None if folder is None or resume else run_metadata(self), resume=resume, loss=recipe.loss,
+                    restart=restart)
 
 def _close(self: Trainer) -> None:
     "Release the run folder."

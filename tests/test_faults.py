@@ -159,21 +159,25 @@ def test_out_is_not_empty(bundle, tmp_path):
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
-def test_a_full_disk_during_training(bundle, tmp_path, monkeypatch):
-    "The disk fills up while epoch 1 is recorded: one line, and what was written before stays whole."
+@pytest.mark.parametrize("full_at, recorded", [(2, []), (4, [0])], ids=["at the first record", "at the first checkpoint"])
+def test_a_full_disk_in_the_first_epoch_then_resume(bundle, tmp_path, monkeypatch, full_at, recorded):
+    """The disk fills up in the first epoch (writes: run.json, epoch 0's record, run.json, the checkpoint): one line, what
+    was written before stays whole, and once there is room again `--resume` starts the run again in its folder."""
     real, calls = os.fsync, {"n": 0}
 
     def fsync(fd):
         calls["n"] += 1
-        if calls["n"] >= 4:  # run.json, epoch 0's record and run.json again, then the disk is full
+        if calls["n"] >= full_at:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
     monkeypatch.setattr(os, "fsync", fsync)
     expect_clear_error(train_args(bundle, tmp_path / "run"), "the disk is full")
     monkeypatch.setattr(os, "fsync", real)
     run = RunRecord.open(tmp_path / "run")
-    assert run.epoch_numbers() == [0] and [m["epoch"] for m in run.epochs] == [0]
-    assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert run.epoch_numbers() == recorded and not list((tmp_path / "run").glob(".*.tmp"))
+    code, err, escaped = run_cli(train_args(bundle, tmp_path / "run", "--resume"))
+    assert code == 0 and escaped is None, err
+    assert RunRecord.open(tmp_path / "run").epoch_numbers() == [0, 1, 2]
 
 
 def test_a_loss_that_diverges_stops_with_the_likely_cause(bundle, tmp_path):
@@ -247,14 +251,37 @@ def test_resume_under_another_recipe(bundle, finished, tmp_path):
     expect_clear_error(train_args(bundle, copy_of(finished, tmp_path), "--lr", "0.1", "--resume"), "its recipe differs in lr")
 
 
-def test_resume_without_a_checkpoint(bundle, finished, tmp_path):
+def test_resume_of_a_run_whose_checkpoint_was_lost(bundle, finished, tmp_path):
     run = copy_of(finished, tmp_path)
     (run / CHECKPOINT).unlink()
-    expect_clear_error(train_args(bundle, run, "--resume"), "checkpoint.pt not found: nothing to resume")
+    expect_clear_error(train_args(bundle, run, "--resume"), "checkpoint.pt not found, though", "records 3 epochs")
 
 
-def test_resume_of_a_folder_that_is_not_a_run(bundle, tmp_path):
-    expect_clear_error(train_args(bundle, tmp_path, "--resume"), "run.json not found")
+def test_resume_of_a_folder_that_does_not_exist(bundle, tmp_path):
+    expect_clear_error(train_args(bundle, tmp_path / "nowhere", "--resume"), "does not exist: there is no run to resume")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_of_a_folder_holding_other_files(bundle, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    expect_clear_error(train_args(bundle, tmp_path, "--resume"), "holds files that are not a sdrc run's (notes.txt)")
+
+
+def test_resume_of_a_run_stopped_in_its_first_epoch_starts_it_again(bundle, finished, tmp_path):
+    "No checkpoint yet: the run starts again in its folder and says so; another recipe is refused, not overwritten."
+    run = copy_of(finished, tmp_path)
+    (run / CHECKPOINT).unlink()
+    for name in ("epoch_001.npz", "epoch_002.npz"):
+        (run / name).unlink()
+    data = json.loads((run / "run.json").read_text())
+    data["epochs"] = data["epochs"][:1]
+    (run / "run.json").write_text(json.dumps(data))
+    expect_clear_error(train_args(bundle, run, "--resume", "--lr", "0.5"), "holds another run (its config differ)")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(train_args(bundle, run, "--resume"))
+    assert code == 0 and "has no checkpoint yet (the run stopped in its first epoch): starting it again there" in out.getvalue()
+    assert RunRecord.open(run).epoch_numbers() == [0, 1, 2] and (run / CHECKPOINT).exists()
 
 
 def damage_checkpoint(run: Path, change) -> None:
@@ -436,3 +463,27 @@ def test_a_recorder_claims_its_folder_like_the_trainer(recorder, tmp_path):
     recorder.close()
     expect_api_error(lambda: Recorder(recorder.folder, classes=["a", "b", "c"]), "exists and is not empty")
     expect_api_error(lambda: Recorder(tmp_path / "other", classes=["a", "a"]), "each once")
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_continue(bundle, tmp_path, monkeypatch):
+    "Ctrl-C in the second epoch: one line with the epoch and the command; the same command with --resume finishes it."
+    from sdrc.train import Trainer
+    real, calls = Trainer.train_epoch, {"n": 0}
+
+    def interrupted(self, obs, epoch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, obs, epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    out = tmp_path / "run"
+    code, err, escaped = run_cli(train_args(bundle, out))
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("sdrc: warning:", "  "))
+             and "it/s]" not in line and "s/it]" not in line and not line.strip().startswith("[A")]
+    TALLY["tried"] += 1
+    TALLY["clear error" if code == 130 and escaped is None and len(lines) == 1 else "traceback"] += 1
+    assert code == 130 and escaped is None and len(lines) == 1, err
+    assert "stopped in epoch 1 of 2" in err and f"--out {out} --resume" in err and "Traceback" not in err
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    code, err, escaped = run_cli(train_args(bundle, out, "--resume"))
+    assert code == 0 and RunRecord.open(out).epoch_numbers() == [0, 1, 2]
