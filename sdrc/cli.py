@@ -121,7 +121,7 @@ def _train_recipe_options(cmd: argparse.ArgumentParser) -> None:
     "What `sdrc train` trains: the recipe's main fields, with the library's defaults."
     r = Recipe()
     cmd.add_argument("--method", default=r.method, choices=tuple(METHODS), help=f"what to train (default: {r.method})")
-    cmd.add_argument("--preset", default=r.preset, choices=tuple(PRESETS), help=f"SRDC preset (default: {r.preset})")
+    cmd.add_argument("--preset", default=None, choices=tuple(PRESETS), help=f"SRDC preset (default: {r.preset})")
     cmd.add_argument("--ablation", default=r.ablation, choices=tuple(ABLATIONS), help="SRDC ablation of the paper's Table 1 (default: none)")
     cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                      help="override one SDRCConfig field, e.g. detach_q=true or q_kind=dec (repeatable)")
@@ -235,14 +235,20 @@ def _check_train_arguments(args, parser: argparse.ArgumentParser) -> None:
         for name in (args.source, args.target):
             if name not in DIGIT_DOMAINS:
                 parser.error(f"unknown digit domain {name!r}; choose one of {', '.join(DIGIT_DOMAINS)} (or pass --benchmark)")
+        unused = [opt for opt, given in (("--source-list", args.source_list), ("--target-list", args.target_list),
+                                         ("--no-pretrained", args.no_pretrained)) if given]
+        if unused:
+            parser.error(f"{', '.join(unused)} apply to images read from disk (--benchmark); the digit bundle would ignore them")
     elif args.data is None:
         parser.error(f"--benchmark {args.benchmark} needs --data, the folder where its images are")
+    if args.method != "srdc" and args.preset is not None:
+        parser.error(f"--preset chooses SRDC's switches; --method {args.method} would ignore it")
 
 # %% ../nbs/07_cli.ipynb #71e5bb42
 def released_pair_settings(args) -> dict:
     """The released code's own settings for two Office-31 pairs, under the `official` preset: when the target is Amazon
     the centres are not averaged with the source means, and W→A mixes the K-means labels into Q with β = 0.5."""
-    if args.benchmark != "office31" or args.preset != "official" or args.target != "A":
+    if args.benchmark != "office31" or (args.preset or Recipe().preset) != "official" or args.target != "A" or args.method != "srdc":
         return {}
     return dict(average_centres_with_source=False, **(dict(beta=0.5) if args.source == "W" else {}))
 
@@ -251,7 +257,7 @@ def train_settings(args, parser: argparse.ArgumentParser) -> tuple[Recipe, Runti
     _check_train_arguments(args, parser)
     try:
         overrides = {**released_pair_settings(args), **parse_overrides(args.overrides)}
-        recipe = Recipe(method=args.method, preset=args.preset, ablation=args.ablation, overrides=overrides,
+        recipe = Recipe(method=args.method, preset=args.preset or Recipe().preset, ablation=args.ablation, overrides=overrides,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         record_samples=args.record_samples)
         runtime = Runtime(device=args.device, compile=args.compile, workers=args.workers, threads=args.threads)

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .io import atomic_write
+from .io import atomic_write, unreadable_npz
 
 # %% ../nbs/01_data.ipynb #002f6518
 def to_float_images(x: Tensor) -> Tensor:
@@ -91,6 +91,8 @@ class TensorDomain(Dataset):
 
     def head(self, n: int) -> "TensorDomain":
         "The first `n` samples, e.g. for a quick run of a notebook."
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"head needs a positive number of samples, got {n!r}")
         return replace(self, x=self.x[:n], y=self.y[:n])
 
 # %% ../nbs/01_data.ipynb #48f9928a
@@ -158,7 +160,7 @@ def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except Exception as err:
-        raise ValueError(f"{path} is not a readable digit bundle (truncated or not an .npz file?): {err}") from err
+        raise ValueError(f"{path} is not a readable digit bundle: {unreadable_npz(err)}") from err
     for key, ndim in _BUNDLE_LAYOUT.items():
         if key not in arrays:
             raise ValueError(f"{path} has no array {key!r}; a digit bundle holds {', '.join(_BUNDLE_LAYOUT)}")

@@ -26,7 +26,10 @@ class ClusterExplorer:
         if follow:  # a run just started may not have finished its first epoch yet
             _wait_for_first_epoch(runs if isinstance(runs, (list, tuple)) else [runs], FIRST_EPOCH_WAIT)
         self.runs = open_runs(runs, same_epochs=not follow)
-        spaces = range(self.runs[0].record(complete_epochs(self.runs[0])[0]).num_spaces)
+        recorded = complete_epochs(self.runs[0])
+        if not recorded:
+            raise ValueError(f"{self.runs[0].folder} has no recorded epochs to show (was it trained with record_samples=0?)")
+        spaces = range(self.runs[0].record(recorded[0]).num_spaces)
         self.views = {j: [view_run(r, j, method) for r in self.runs] for j in spaces}
         self.space, self.images, self.method, self.selected = space, images, method, (0, 0)
         self._thread, self._stop = None, threading.Event()

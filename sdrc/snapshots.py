@@ -8,6 +8,7 @@ __all__ = ['FORMAT_VERSION', 'RUN_FILE', 'RECORD_FIELDS', 'METRICS', 'LOCK_FILE'
 
 # %% ../nbs/04_snapshots.ipynb #df3a6b60
 import fcntl
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -122,6 +123,12 @@ def _check_field(f: ArrayField, key: str, a: np.ndarray, sizes: dict, where: str
     if key in ("target_p", "target_q") or key.startswith("target_phat_"):
         if a.shape != (sizes["target"], sizes["classes"]):
             raise ValueError(f"{where}: {key!r} should be {sizes['target']}×{sizes['classes']}, got {a.shape}")
+        if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1.001):
+            raise ValueError(f"{where}: {key!r} should hold probabilities, found values from {a.min()} to {a.max()}")
+    if key in ("target_y", "target_pred", "target_cluster", "source_y") and a.size and not 0 <= a.min() <= a.max() < sizes["classes"]:
+        raise ValueError(f"{where}: {key!r} should hold classes 0 to {sizes['classes'] - 1}, found {a.min()} to {a.max()}")
+    if f.rows == "classes" and a.size and not np.isfinite(a.astype(np.float64)).all():
+        raise ValueError(f"{where}: {key!r} holds values that are not finite")
 
 def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> EpochRecord:
     "An `EpochRecord` rebuilt from stored arrays, every field checked; errors name `where` and the field."
@@ -329,12 +336,28 @@ def _load_run_json(path: Path) -> dict:
     epochs = data.get("epochs", [])
     if not isinstance(epochs, list) or not all(isinstance(m, dict) and type(m.get("epoch")) is int for m in epochs):
         raise ValueError(f"{path}: 'epochs' should be a list of per-epoch metrics, each with its epoch number")
-    for key, kind, what in (("config", dict, "an object of settings"), ("classes", list, "a list of class names")):
+    for key, kind, what in (("config", dict, "an object of settings"), ("classes", list, "a list of class names"),
+                            ("data", dict, "an object describing each split"), ("loss", dict, "an object of loss settings")):
         if key in data and not isinstance(data[key], kind):
             raise ValueError(f"{path}: {key!r} should be {what}, got {type(data[key]).__name__}")
     if not all(isinstance(c, str) for c in data.get("classes", [])):
         raise ValueError(f"{path}: 'classes' should be a list of class names (strings)")
+    _check_metrics(path, epochs)
     return data
+
+_UNIT_METRICS = re.compile(r"(acc_\w+|cluster_acc|nmi|agree_centre_\d+|largest_pred|weight_(mean|min|max)|score_(agree|source_acc))$")
+
+def _check_metrics(path: Path, epochs: list[dict]) -> None:
+    "Refuse metrics no run can produce: epochs out of order or repeated, numbers not finite, shares outside [0, 1]."
+    numbers = [m["epoch"] for m in epochs]
+    if numbers != sorted(set(numbers)) or (numbers and numbers[0] < 0):
+        raise ValueError(f"{path}: the epochs {numbers[:8]}{'…' if len(numbers) > 8 else ''} are not unique and increasing")
+    for m in epochs:
+        for key, value in m.items():
+            if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value) or (_UNIT_METRICS.match(key) and not 0 <= value <= 1):
+                raise ValueError(f"{path}: epoch {m['epoch']}'s {key} is {value!r}, which no run can record")
 
 # %% ../nbs/04_snapshots.ipynb #ab18888f
 @dataclass

@@ -132,7 +132,10 @@ def embed_run(run: RunRecord | str | os.PathLike, space: int = 1, method: str = 
             coords.append(next_layout(x, coords[-1] if coords else None, method, seed))
         except ValueError as err:
             raise ValueError(f"{run.folder}: epoch {epoch} (space {space}): {err}") from None
-    write_arrays(path, dict(epochs=np.array(epochs), digests=np.array(digests), coords=np.stack(coords).astype(np.float32)))
+    try:
+        write_arrays(path, dict(epochs=np.array(epochs), digests=np.array(digests), coords=np.stack(coords).astype(np.float32)))
+    except OSError:  # a run folder on a read-only disk can still be shown; its layouts are only not kept for next time
+        pass
     return Embedding(epochs, np.stack(coords), len(run.record(epochs[0]).target_index), method, space)
 
 # %% ../nbs/06_viz.ipynb #398d9793
@@ -180,7 +183,11 @@ def view_run(run: RunRecord | str | os.PathLike, space: int = 1, method: str = "
     "A run's records and aligned layout in `space`, ready for the explorer and the report."
     run = run if isinstance(run, RunRecord) else RunRecord.open(run)
     embedding = embed_run(run, space=space, method=method, progress=progress)
-    return RunView(run, run_label(run), embedding, [run.record(e) for e in embedding.epochs], layout_method(method)[1])
+    view = RunView(run, run_label(run), embedding, [run.record(e) for e in embedding.epochs], layout_method(method)[1])
+    names = run.meta.get("classes")
+    if names is not None and len(names) != view.records[0].num_classes:
+        raise ValueError(f"{run.folder}: run.json names {len(names)} classes but its records hold {view.records[0].num_classes}")
+    return view
 
 # %% ../nbs/06_viz.ipynb #b9ca5078
 def _pair(run: RunRecord) -> str:

@@ -130,6 +130,12 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
     (["--set", "alpha"], "--set expects NAME=VALUE"),
     (["--target", "svhn"], "unknown digit domain 'svhn'"),
     (["--source", "usps"], "both 'usps'"),
+    (["--seed", str(2**64)], "--seed must be below 2**63"),
+    (["--epochs", "1"], "warmup_epochs` (1) must be fewer than --epochs (1)"),
+    (["--source-list", "list.txt"], "--source-list apply to images read from disk"),
+    (["--method", "dann", "--ablation", "no-feature"], "ablation 'no-feature' would change nothing"),
+    (["--method", "source-only", "--set", "alpha=2"], "overrides ['alpha'] would change nothing"),
+    (["--method", "oracle", "--preset", "paper"], "--method oracle would ignore it"),
 ])
 def test_bad_arguments(bundle, tmp_path, more, fragment):
     expect_clear_error(train_args(bundle, tmp_path / "run", *more), fragment)
@@ -487,3 +493,73 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_continue(bundle, tmp_path,
     monkeypatch.setattr(Trainer, "train_epoch", real)
     code, err, escaped = run_cli(train_args(bundle, out, "--resume"))
     assert code == 0 and RunRecord.open(out).epoch_numbers() == [0, 1, 2]
+
+
+def test_an_explorer_of_a_run_without_records_or_with_too_few_class_names(bundle, finished, tmp_path):
+    from sdrc.explorer import ClusterExplorer
+    metrics_only = tmp_path / "metrics"
+    code, err, escaped = run_cli(train_args(bundle, metrics_only, "--record-samples", "0"))
+    assert code == 0, err
+    expect_api_error(lambda: ClusterExplorer(metrics_only, method="pca"), "has no recorded epochs to show")
+    run = copy_of(finished, tmp_path)
+    data = json.loads((run / "run.json").read_text())
+    data["classes"] = data["classes"][:3]
+    (run / "run.json").write_text(json.dumps(data))
+    expect_api_error(lambda: ClusterExplorer(run, method="pca"), "run.json names 3 classes but its records hold 10")
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda d: d.update(data="mnist"), "'data' should be an object describing each split"),
+    (lambda d: d["epochs"].append(dict(d["epochs"][0])), "are not unique and increasing"),
+    (lambda d: d["epochs"][1].update(acc_f=1e308), "epoch 1's acc_f is 1e+308, which no run can record"),
+    (lambda d: d["epochs"][1].update(cluster_acc=-5), "epoch 1's cluster_acc is -5"),
+])
+def test_metrics_no_run_can_record(finished, tmp_path, change, fragment):
+    run = copy_of(finished, tmp_path)
+    data = json.loads((run / "run.json").read_text())
+    change(data)
+    (run / "run.json").write_text(json.dumps(data))
+    expect_clear_error(["info", str(run)], fragment)
+
+
+def test_a_run_json_nested_too_deeply(finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    (run / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    expect_clear_error(["info", str(run)], "nested too deeply")
+
+
+@pytest.mark.parametrize("key, change, fragment", [
+    ("target_pred", lambda a: a + 99, "'target_pred' should hold classes 0 to 9"),
+    ("target_p", lambda a: -a, "'target_p' should hold probabilities"),
+    ("centres_0", lambda a: a * np.nan, "'centres_0' holds values that are not finite"),
+])
+def test_records_no_run_can_write(finished, tmp_path, key, change, fragment):
+    run = copy_of(finished, tmp_path)
+    with np.load(run / "epoch_001.npz") as npz:
+        arrays = dict(npz)
+    arrays[key] = change(arrays[key])
+    np.savez(run / "epoch_001.npz", **arrays)
+    expect_clear_error(["report", str(run), "--layout", "pca"], "epoch_001.npz", fragment)
+
+
+def test_a_record_holding_python_objects_gives_no_pickle_advice(finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    np.savez(run / "epoch_001.npz", target_p=np.array([{"x": 1}], dtype=object))
+    text = expect_clear_error(["report", str(run)], "holds Python objects, which sdrc never loads")
+    assert "allow_pickle" not in text
+
+
+def test_a_run_on_a_read_only_disk_can_be_reported_elsewhere(finished, tmp_path, monkeypatch):
+    "The layout cache cannot be written into the run folder (a read-only disk): the report is still written elsewhere."
+    import sdrc.viz
+    run = copy_of(finished, tmp_path)
+
+    def read_only(path, arrays):
+        if Path(path).parent == run:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, arrays)
+    real = sdrc.viz.write_arrays
+    monkeypatch.setattr(sdrc.viz, "write_arrays", read_only)
+    code, err, escaped = run_cli(["report", str(run), "--layout", "pca", "--out", str(tmp_path / "r.html")])
+    assert code == 0 and escaped is None and (tmp_path / "r.html").is_file(), err
+    assert not list(run.glob("embedding_pca_*"))
