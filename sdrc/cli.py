@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'user_error',
-           'released_pair_settings', 'train_settings', 'run_train', 'format_run', 'run_report', 'run_book',
+           'released_pair_settings', 'train_settings', 'run_train', 'format_run', 'run_report', 'run_book', 'run_data',
            'run_select', 'run_info', 'run_demo', 'main', 'entry_point']
 
 # %% ../nbs/07_cli.ipynb #f3a046cb
@@ -178,6 +178,15 @@ def _add_book(commands) -> None:
     cmd.add_argument("--nbs", default="nbs", metavar="FOLDER", help="the notebooks folder of an sdrc checkout (default: nbs)")
     cmd.add_argument("--out", default="_book", metavar="FOLDER", help="where to write the book (default: _book)")
 
+def _add_data(commands) -> None:
+    cmd = commands.add_parser("data", help="show the digit data that is here, and fetch what is missing",
+                              description="Say whether the digit bundle is in the data folder ($SDRC_DATA, else "
+                                          "~/.cache/sdrc, or --data) and which of its sources are; with --fetch, build "
+                                          "it from MNIST and USPS (torchvision's downloaders) and MNIST-M (a public "
+                                          "repository pinned by commit, each file checked by SHA-256).")
+    cmd.add_argument("--data", default=None, metavar="PATH", help="the data folder (default: $SDRC_DATA, then ~/.cache/sdrc)")
+    cmd.add_argument("--fetch", action="store_true", help="download what is missing and build the bundle")
+
 def _add_select(commands) -> None:
     cmd = commands.add_parser("select", help="which epoch each label-free score would pick, and how good that pick is",
                               description="For each label-free score recorded every epoch (entropy, information "
@@ -200,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_info(commands)
     _add_select(commands)
+    _add_data(commands)
     _add_report(commands)
     _add_demo(commands)
     _add_book(commands)
@@ -375,6 +385,19 @@ def run_book(args) -> int:
           + (f"; with an error output: {', '.join(failed)}" if failed else ""))
     return 0
 
+def run_data(args) -> int:
+    "The `data` command."
+    from sdrc.fetch import DownloadError, data_folder, data_status, fetch_digits
+    try:
+        status = data_status(args.data)
+        if args.fetch and not status["bundle"].startswith("present"):
+            print(f"bundle: {fetch_digits(args.data)}")
+            status = data_status(args.data)
+    except (DownloadError, ValueError, OSError) as err:
+        return user_error("data", err)
+    print(f"{data_folder(args.data)}:\n" + "\n".join(f"  {name}: {value}" for name, value in status.items()))
+    return 0
+
 def run_select(args) -> int:
     "The `select` command."
     from sdrc.select import format_choices
@@ -413,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to say, when stopped, how to continue
     commands = dict(train=lambda: run_train(args, parser), info=lambda: run_info(args), report=lambda: run_report(args),
-                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args), select=lambda: run_select(args))
+                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args), select=lambda: run_select(args),
+                    data=lambda: run_data(args))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return commands[args.command]()
