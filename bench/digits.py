@@ -3,7 +3,8 @@
 Runs every (pair, method, seed) for --epochs epochs, appending each finished run to --results (JSON lines, so
 an interrupted benchmark continues where it stopped), then writes a markdown table: target test accuracy at
 the final epoch and at the best epoch (mean ± std over seeds), the largest share of the target predicted as
-one class at the end, and wall time per run. The target test splits are small (400 MNIST-M images), so the table
+one class at the end, and wall time per run. Each run's per-epoch accuracies and label-free scores are kept in the
+results file too (`history`), for the model-selection study (bench/selection.py). The target test splits are small (400 MNIST-M images), so the table
 also gives the final accuracy on the unlabelled target images the run trained on (the transductive protocol of
 the paper's main tables: 1,600 MNIST-M, 4,000 MNIST, 7,291 USPS images).
 
@@ -24,6 +25,7 @@ import torch
 
 from sdrc.data import digit_pair
 from sdrc.recipe import Recipe, Runtime
+from sdrc.scores import SCORES
 from sdrc.train import train
 
 PAIRS = ("mnist:usps", "usps:mnist", "mnist:mnistm")
@@ -53,7 +55,11 @@ def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
                 target_feature_terms=[last.get(f"train_tgt_feat_{j}") for j in SPACES],
                 agree_centre=[last[f"agree_centre_{j}"] for j in SPACES],
                 acc_learned=[last.get(f"acc_learned_{j}") for j in SPACES],
-                learned_gap=[last.get(f"learned_gap_{j}") for j in SPACES], commit=commit())
+                learned_gap=[last.get(f"learned_gap_{j}") for j in SPACES], commit=commit(),
+                history={key: [m.get(key) for m in history] for key in HISTORY})
+
+
+HISTORY = ("acc_f", "acc_f_train", "collapsed", "largest_pred", "entropy_p", *(f"score_{name}" for name in SCORES))
 
 
 def commit() -> str | None:

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['INFO_COLUMNS', 'fit_linear_classifier', 'demo', 'format_demo', 'build_parser', 'parse_overrides', 'user_error',
-           'released_pair_settings', 'train_settings', 'run_train', 'format_run', 'run_report', 'run_book', 'run_info',
-           'run_demo', 'main', 'entry_point']
+           'released_pair_settings', 'train_settings', 'run_train', 'format_run', 'run_report', 'run_book', 'run_data',
+           'run_select', 'run_info', 'run_demo', 'main', 'entry_point']
 
 # %% ../nbs/07_cli.ipynb #f3a046cb
 import argparse
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -120,7 +121,7 @@ def _train_recipe_options(cmd: argparse.ArgumentParser) -> None:
     "What `sdrc train` trains: the recipe's main fields, with the library's defaults."
     r = Recipe()
     cmd.add_argument("--method", default=r.method, choices=tuple(METHODS), help=f"what to train (default: {r.method})")
-    cmd.add_argument("--preset", default=r.preset, choices=tuple(PRESETS), help=f"SRDC preset (default: {r.preset})")
+    cmd.add_argument("--preset", default=None, choices=tuple(PRESETS), help=f"SRDC preset (default: {r.preset})")
     cmd.add_argument("--ablation", default=r.ablation, choices=tuple(ABLATIONS), help="SRDC ablation of the paper's Table 1 (default: none)")
     cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                      help="override one SDRCConfig field, e.g. detach_q=true or q_kind=dec (repeatable)")
@@ -177,6 +178,24 @@ def _add_book(commands) -> None:
     cmd.add_argument("--nbs", default="nbs", metavar="FOLDER", help="the notebooks folder of an sdrc checkout (default: nbs)")
     cmd.add_argument("--out", default="_book", metavar="FOLDER", help="where to write the book (default: _book)")
 
+def _add_data(commands) -> None:
+    cmd = commands.add_parser("data", help="show the digit data that is here, and fetch what is missing",
+                              description="Say whether the digit bundle is in the data folder ($SDRC_DATA, else "
+                                          "~/.cache/sdrc, or --data) and which of its sources are; with --fetch, build "
+                                          "it from MNIST and USPS (torchvision's downloaders) and MNIST-M (a public "
+                                          "repository pinned by commit, each file checked by SHA-256).")
+    cmd.add_argument("--data", default=None, metavar="PATH", help="the data folder (default: $SDRC_DATA, then ~/.cache/sdrc)")
+    cmd.add_argument("--fetch", action="store_true", help="download what is missing and build the bundle")
+
+def _add_select(commands) -> None:
+    cmd = commands.add_parser("select", help="which epoch each label-free score would pick, and how good that pick is",
+                              description="For each label-free score recorded every epoch (entropy, information "
+                                          "maximisation, batch nuclear norm, soft neighbourhood density, cluster "
+                                          "agreement, source accuracy, DEV), the epoch it picks; with the target's "
+                                          "labels, that epoch's accuracy against the best and the last, and how well "
+                                          "the score follows the accuracy over the run (Spearman, weighted Spearman).")
+    cmd.add_argument("runs", nargs="+", metavar="RUN", help="run folders (written by sdrc train or sdrc.record)")
+
 def _add_info(commands) -> None:
     cmd = commands.add_parser("info", help="print a table of a run's per-epoch metrics",
                               description="Print the configuration and a table of per-epoch metrics of a run folder.")
@@ -189,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
     _add_info(commands)
+    _add_select(commands)
+    _add_data(commands)
     _add_report(commands)
     _add_demo(commands)
     _add_book(commands)
@@ -224,14 +245,20 @@ def _check_train_arguments(args, parser: argparse.ArgumentParser) -> None:
         for name in (args.source, args.target):
             if name not in DIGIT_DOMAINS:
                 parser.error(f"unknown digit domain {name!r}; choose one of {', '.join(DIGIT_DOMAINS)} (or pass --benchmark)")
+        unused = [opt for opt, given in (("--source-list", args.source_list), ("--target-list", args.target_list),
+                                         ("--no-pretrained", args.no_pretrained)) if given]
+        if unused:
+            parser.error(f"{', '.join(unused)} apply to images read from disk (--benchmark); the digit bundle would ignore them")
     elif args.data is None:
         parser.error(f"--benchmark {args.benchmark} needs --data, the folder where its images are")
+    if args.method != "srdc" and args.preset is not None:
+        parser.error(f"--preset chooses SRDC's switches; --method {args.method} would ignore it")
 
 # %% ../nbs/07_cli.ipynb #71e5bb42
 def released_pair_settings(args) -> dict:
     """The released code's own settings for two Office-31 pairs, under the `official` preset: when the target is Amazon
     the centres are not averaged with the source means, and W→A mixes the K-means labels into Q with β = 0.5."""
-    if args.benchmark != "office31" or args.preset != "official" or args.target != "A":
+    if args.benchmark != "office31" or (args.preset or Recipe().preset) != "official" or args.target != "A" or args.method != "srdc":
         return {}
     return dict(average_centres_with_source=False, **(dict(beta=0.5) if args.source == "W" else {}))
 
@@ -240,7 +267,7 @@ def train_settings(args, parser: argparse.ArgumentParser) -> tuple[Recipe, Runti
     _check_train_arguments(args, parser)
     try:
         overrides = {**released_pair_settings(args), **parse_overrides(args.overrides)}
-        recipe = Recipe(method=args.method, preset=args.preset, ablation=args.ablation, overrides=overrides,
+        recipe = Recipe(method=args.method, preset=args.preset or Recipe().preset, ablation=args.ablation, overrides=overrides,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         record_samples=args.record_samples)
         runtime = Runtime(device=args.device, compile=args.compile, workers=args.workers, threads=args.threads)
@@ -271,7 +298,7 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
     "The `train` command: arguments, then data and run folder, then training."
     recipe, runtime = train_settings(args, parser)
     init_from_env(args.device)
-    main = is_main()  # decided before the process group closes
+    main, trainer = is_main(), None  # decided before the process group closes
     try:
         try:
             pair, model = _train_pair(args)
@@ -283,12 +310,25 @@ def run_train(args, parser: argparse.ArgumentParser) -> int:
             history = trainer.fit()
         except (OSError, TrainingDiverged) as err:  # a full disk, a diverged loss: the epochs recorded so far stay
             return user_error("train", err)
+    except KeyboardInterrupt:
+        return _interrupted(args, trainer)
     finally:
         close()
     if not main:
         return 0
     print(_summary(history, args.out))
     return _report_after_training(args.out) if recipe.record_samples > 0 and not args.no_report else 0
+
+def _interrupted(args, trainer) -> int:
+    "Ctrl-C: one line that says where the run stopped and the command that continues it; exit status 130."
+    command = "sdrc " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["train"])) + (
+        "" if args.resume else " --resume")
+    if trainer is None or not trainer.opened:
+        print(f"sdrc train: stopped before training started; nothing was recorded in {args.out}", file=sys.stderr)
+    else:
+        print(f"sdrc train: stopped in epoch {trainer.next_epoch} of {trainer.recipe.epochs}; the run in {args.out} continues "
+              f"from its last checkpoint with: {command}", file=sys.stderr)
+    return 130
 
 def _report_after_training(out) -> int:
     "Draw the report of a finished run; if that fails, say so in one line: the records stay."
@@ -309,12 +349,14 @@ INFO_COLUMNS = (("epoch", "{:>5}"), ("acc_f", "{:>7.4f}"), ("acc_f_train", "{:>7
 def format_run(run: RunRecord) -> str:
     "A run's configuration line and a table of its per-epoch metrics."
     cfg = run.meta.get("config", {})
-    head = ", ".join(f"{k}={cfg.get(k)}" for k in ("method", "preset", "ablation", "epochs", "seed"))
+    head = ", ".join(f"{k}={cfg[k]}" for k in ("method", "preset", "ablation", "epochs", "seed") if k in cfg)
     widths = [max(len(name), len(f.format(0))) for name, f in INFO_COLUMNS]
     lines = [f"{run.folder}: {head}", " ".join(f"{name:>{w}}" for (name, _), w in zip(INFO_COLUMNS, widths))]
     for m in run.epochs:
         cells = [f.format(m[name]) if m.get(name) is not None else "" for name, f in INFO_COLUMNS]
         lines.append(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)) + ("  collapse" if m.get("collapsed") else ""))
+    if run.epochs and all(m.get("acc_f") is None for m in run.epochs):
+        lines.append("(no target labels were recorded: the accuracies are absent, not zero)")
     return "\n".join(lines)
 
 def run_report(args) -> int:
@@ -341,6 +383,28 @@ def run_book(args) -> int:
     failed = [page for page, error in built.items() if error]
     print(f"{len(built)} pages in {Path(args.out) / 'index.html'} ({time.perf_counter() - start:.1f} s)"
           + (f"; with an error output: {', '.join(failed)}" if failed else ""))
+    return 0
+
+def run_data(args) -> int:
+    "The `data` command."
+    from sdrc.fetch import DownloadError, data_folder, data_status, fetch_digits
+    try:
+        status = data_status(args.data)
+        if args.fetch and not status["bundle"].startswith("present"):
+            print(f"bundle: {fetch_digits(args.data)}")
+            status = data_status(args.data)
+    except (DownloadError, ValueError, OSError) as err:
+        return user_error("data", err)
+    print(f"{data_folder(args.data)}:\n" + "\n".join(f"  {name}: {value}" for name, value in status.items()))
+    return 0
+
+def run_select(args) -> int:
+    "The `select` command."
+    from sdrc.select import format_choices
+    try:
+        print("\n\n".join(format_choices(RunRecord.open(run)) for run in args.runs))
+    except (ValueError, OSError) as err:
+        return user_error("select", err)
     return 0
 
 def run_info(args) -> int:
@@ -370,8 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     "Run the `sdrc` command; returns the exit status."
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to say, when stopped, how to continue
     commands = dict(train=lambda: run_train(args, parser), info=lambda: run_info(args), report=lambda: run_report(args),
-                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args))
+                    demo=lambda: run_demo(args, parser), book=lambda: run_book(args), select=lambda: run_select(args),
+                    data=lambda: run_data(args))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return commands[args.command]()

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 'TRAIN_SIZES', 'BENCHMARKS', 'IMAGENET_MEAN',
            'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'standardise_images', 'TensorDomain', 'DomainPair',
-           'find_digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair', 'image_row',
-           'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform', 'ImageList',
-           'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'evaluation_view', 'fingerprint',
+           'find_digits_bundle', 'digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair',
+           'image_row', 'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform',
+           'ImageList', 'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'evaluation_view', 'fingerprint',
            'iterations_per_epoch', 'load_batches', 'infinite_batches']
 
 # %% ../nbs/01_data.ipynb #8d51dcf5
@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .io import atomic_write
+from .io import atomic_write, unreadable_npz
 
 # %% ../nbs/01_data.ipynb #002f6518
 def to_float_images(x: Tensor) -> Tensor:
@@ -91,6 +91,8 @@ class TensorDomain(Dataset):
 
     def head(self, n: int) -> "TensorDomain":
         "The first `n` samples, e.g. for a quick run of a notebook."
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"head needs a positive number of samples, got {n!r}")
         return replace(self, x=self.x[:n], y=self.y[:n])
 
 # %% ../nbs/01_data.ipynb #48f9928a
@@ -147,8 +149,18 @@ def find_digits_bundle(root: str | os.PathLike | None = None) -> Path:
             return path
     raise FileNotFoundError(
         f"the digit bundle {DIGITS_FILE} was not found; looked in: {', '.join(tried) or 'nowhere'}. "
-        "Set SDRC_DATA to the folder that holds it, pass root=..., or build it with "
-        "`sdrc.data.build_digits_bundle` (needs MNIST, USPS and an MNIST-M folder).")
+        "Set SDRC_DATA to the folder that holds it, pass root=..., or let sdrc build it from the public sources: "
+        "`sdrc data --fetch` (SDRC_OFFLINE=1 forbids it)")
+
+def digits_bundle(root: str | os.PathLike | None = None) -> Path:
+    "The digit bundle's path; when there is none, it is built from downloads (see the fetch notebook) unless offline."
+    try:
+        return find_digits_bundle(root)
+    except FileNotFoundError:
+        from sdrc.fetch import fetch_digits, offline  # fetching needs this module: imported only when needed
+        if offline():
+            raise
+        return fetch_digits(root)
 
 # %% ../nbs/01_data.ipynb #704aa794
 def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -158,7 +170,7 @@ def load_digits_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except Exception as err:
-        raise ValueError(f"{path} is not a readable digit bundle (truncated or not an .npz file?): {err}") from err
+        raise ValueError(f"{path} is not a readable digit bundle: {unreadable_npz(err)}") from err
     for key, ndim in _BUNDLE_LAYOUT.items():
         if key not in arrays:
             raise ValueError(f"{path} has no array {key!r}; a digit bundle holds {', '.join(_BUNDLE_LAYOUT)}")
@@ -198,7 +210,7 @@ def digit_domain(name: str, root=None, size: int = 32, channels: int = 3, bundle
     "The train and test `TensorDomain`s of one digit domain (`mnist`, `usps` or `mnistm`)."
     if name not in DIGIT_DOMAINS:
         raise ValueError(f"unknown digit domain {name!r}; choose one of {', '.join(DIGIT_DOMAINS)}")
-    bundle = bundle if bundle is not None else load_digits_bundle(find_digits_bundle(root))
+    bundle = bundle if bundle is not None else load_digits_bundle(digits_bundle(root))
     x = prepare_images(bundle[f"{name}_x"], size, channels)
     y = torch.from_numpy(bundle[f"{name}_y"].astype(np.int64))
     cut = min(TRAIN_SIZES[name], len(y) - 1)
@@ -213,7 +225,7 @@ def digit_pair(source: str = "mnist", target: str = "usps", root=None, size: int
     with_colour = "mnistm" in (source, target)
     channels = (3 if with_colour else 1) if channels is None else channels
     standardise = with_colour if standardise is None else standardise
-    bundle = load_digits_bundle(find_digits_bundle(root))
+    bundle = load_digits_bundle(digits_bundle(root))
     source_train, source_test = digit_domain(source, size=size, channels=channels, bundle=bundle, standardise=standardise)
     target_train, target_test = digit_domain(target, size=size, channels=channels, bundle=bundle, standardise=standardise)
     return DomainPair(source_train, source_test, target_train, target_test, DIGIT_CLASSES)

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .snapshots import RunRecord
-from .viz import (CLASS_COLOURINGS, COLOURINGS, Embedding, RunView, class_colours, complete_epochs, distributions, distributions_figure,
+from .viz import (CLASS_COLOURINGS, Embedding, RunView, class_colours, colourings, complete_epochs, distributions, distributions_figure,
                       layout_features, metrics_figure, next_layout, open_runs, scatter_figure, scatter_groups, view_run)
 
 # %% ../nbs/06a_explorer.ipynb #4f7e749d
@@ -26,7 +26,10 @@ class ClusterExplorer:
         if follow:  # a run just started may not have finished its first epoch yet
             _wait_for_first_epoch(runs if isinstance(runs, (list, tuple)) else [runs], FIRST_EPOCH_WAIT)
         self.runs = open_runs(runs, same_epochs=not follow)
-        spaces = range(self.runs[0].record(complete_epochs(self.runs[0])[0]).num_spaces)
+        recorded = complete_epochs(self.runs[0])
+        if not recorded:
+            raise ValueError(f"{self.runs[0].folder} has no recorded epochs to show (was it trained with record_samples=0?)")
+        spaces = range(self.runs[0].record(recorded[0]).num_spaces)
         self.views = {j: [view_run(r, j, method) for r in self.runs] for j in spaces}
         self.space, self.images, self.method, self.selected = space, images, method, (0, 0)
         self._thread, self._stop = None, threading.Event()
@@ -50,7 +53,7 @@ def _build(self: ClusterExplorer) -> None:
     self.slider = W.IntSlider(min=0, max=last, value=last, description="epoch index", continuous_update=True)
     self.play = W.Play(min=0, max=last, value=last, interval=600, description="play")
     W.jslink((self.play, "value"), (self.slider, "value"))
-    self.colour = W.Dropdown(options=COLOURINGS, value="prediction", description="colour by")
+    self.colour = W.Dropdown(options=colourings(self.shown), value="prediction", description="colour by")
     self.space_choice = W.Dropdown(options=list(self.views), value=self.space, description="space")
     self.epoch_label = W.HTML()
     width = 760 if len(self.shown) == 1 else 1200 // len(self.shown)
@@ -142,7 +145,8 @@ def _select(self: ClusterExplorer, run: int, point: int) -> None:
         for trace, values in zip(self.details.data, distributions(view, i, int(point)).values()):
             trace.y = np.asarray(values, dtype=float)
         self.details.layout.title.text = f"{view.label}: point {int(record.target_index[point])}"
-    truth, pred = view.classes[int(record.target_y[point])], view.classes[int(record.target_pred[point])]
+    truth = "not recorded" if record.target_y is None else view.classes[int(record.target_y[point])]
+    pred = view.classes[int(record.target_pred[point])]
     self.info.value = (f"<b>target image #{int(record.target_index[point])}</b><br>true class {truth}<br>prediction {pred}"
                        f"<br>K-means cluster {view.classes[int(record.target_cluster[point])]}")
     if self.images is not None:

@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['TMP_SUFFIX', 'atomic_write', 'remove_leftovers', 'write_json', 'read_json', 'write_arrays', 'read_arrays',
-           'write_torch', 'read_torch', 'describe_os_error']
+           'unreadable_npz', 'write_torch', 'read_torch', 'describe_os_error']
 
 # %% ../nbs/00a_io.ipynb #5e432327
 import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -75,6 +76,8 @@ def read_json(path: str | os.PathLike, missing: str = ""):
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON (truncated?): {_first_line(err)}") from err
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a sdrc file") from None
 
 # %% ../nbs/00a_io.ipynb #8f5e0f8c
 def write_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
@@ -95,12 +98,24 @@ def read_arrays(path: str | os.PathLike, missing: str = "") -> dict[str, np.ndar
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except Exception as err:
-        raise ValueError(f"{path} could not be read (truncated, or holds pickled objects?): {_first_line(err)}") from err
+        raise ValueError(f"{path} could not be read: {unreadable_npz(err)}") from err
+
+def unreadable_npz(err: Exception) -> str:
+    "Why numpy could not read an .npz, said without numpy's advice to load pickled objects (which would run their code)."
+    if "allow_pickle" in str(err):
+        return "it holds Python objects, which sdrc never loads (loading them could run code); it was not written by sdrc"
+    return f"truncated or not an .npz file ({_first_line(err)})"
 
 # %% ../nbs/00a_io.ipynb #f84b331a
 def write_torch(path: str | os.PathLike, state: dict) -> Path:
-    "Save a dict of tensors and plain values with `torch.save`, atomically."
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    "Save a dict of tensors and plain values with `torch.save`, atomically; a write that fails is an OSError."
+    def save(tmp: Path):
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch reports a failed write (a full disk, say) as a RuntimeError, not an OSError
+            full = shutil.disk_usage(Path(tmp).parent).free < 2**20
+            raise OSError(errno.ENOSPC if full else errno.EIO, f"writing {Path(path).name} failed: {_first_line(err)}") from err
+    return atomic_write(path, save)
 
 def read_torch(path: str | os.PathLike, missing: str = "") -> dict:
     "A file written by `write_torch`, loaded to the CPU with `weights_only=True` (no code runs); clear errors for bad files."

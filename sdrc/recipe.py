@@ -7,6 +7,7 @@ __all__ = ['ABLATIONS', 'LAM_SCHEDULES', 'Recipe', 'Runtime', 'resolve_device']
 
 # %% ../nbs/04c_recipe.ipynb #a17b3208
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
@@ -84,6 +85,14 @@ def _check_recipe(self: Recipe) -> None:
         _check_int(name, getattr(self, name), 1)
     for name in ("warmup_epochs", "shift_augment", "record_samples", "seed"):
         _check_int(name, getattr(self, name), 0)
+    if self.seed >= 2**63:
+        raise ValueError(f"`seed` must be below 2**63 (torch's generators take 64-bit seeds), got {self.seed}")
+    if self.method == "srdc" and self.warmup_epochs >= self.epochs:  # harmless for a quick check, so only said
+        warnings.warn(f"`warmup_epochs` ({self.warmup_epochs}) is not fewer than `epochs` ({self.epochs}): this run trains "
+                      "the source classifier alone, and SRDC's own terms never train", stacklevel=4)
+    if self.method != "srdc" and (self.ablation != "none" or self.overrides):
+        what = f"ablation {self.ablation!r}" if self.ablation != "none" else f"overrides {sorted(self.overrides)}"
+        raise ValueError(f"{what} would change nothing: they are switches of SRDC, and the method is {self.method!r}")
     _check_real("lr", self.lr, 0, low_open=True)
     for name in ("centre_lr_mult", "weight_decay") + (("backbone_lr_mult",) if self.backbone_lr_mult is not None else ()):
         _check_real(name, getattr(self, name), 0)
@@ -128,6 +137,8 @@ class Runtime:
         for name in ("amp", "compile", "progress"):
             _check_bool(name, getattr(self, name))
         _check_int("workers", self.workers, 0)
+        if self.log is not None and not callable(self.log):
+            raise ValueError(f"`log` must be a function that takes a line of text, or None; got {self.log!r}")
         if self.threads is not None:
             _check_int("threads", self.threads, 1)
 

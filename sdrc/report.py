@@ -16,8 +16,8 @@ import plotly.io
 import plotly.offline
 
 from .io import atomic_write
-from .viz import (CLASS_COLOURINGS, RunView, centre_positions, distributions_figure, metrics_figure, open_runs,
-                      point_classes, scatter_figure, settle_epoch, view_run)
+from .viz import (CLASS_COLOURINGS, RunView, centre_positions, colourings, distributions_figure, labelled, metrics_figure,
+                      open_runs, point_classes, scatter_figure, settle_epoch, view_run)
 
 # %% ../nbs/06b_report.ipynb #f7ddd6ad
 def _b64(array: np.ndarray) -> str:
@@ -31,7 +31,8 @@ def _fractions(values: list[np.ndarray]) -> str:
 def run_data(view: RunView) -> dict:
     "Everything the page needs of one run to draw any epoch, packed."
     recs, space, n_t = view.records, view.embedding.space, view.embedding.n_target
-    labels = {c: _b64(np.stack([point_classes(r, c, space) for r in recs]).astype("<u2")) for c in CLASS_COLOURINGS}
+    labels = {c: _b64(np.stack([point_classes(r, c, space) for r in recs]).astype("<u2"))
+              for c in CLASS_COLOURINGS if c in colourings(view)}
     return dict(label=view.label, epochs=view.epochs, n_target=n_t, n_source=view.embedding.coords.shape[1] - n_t,
                 coords=_b64(view.embedding.coords.astype("<f4")), labels=labels, centres=_centres(view),
                 dists={"P": _fractions([r.target_p for r in recs]), "Q": _fractions([r.target_q for r in recs]),
@@ -96,7 +97,7 @@ function drawCursor() {
 function drawBars() {
   const {run: r, point: p} = state.selected, run = D.runs[r], n = run.n_target, e = state.e;
   const values = ['P', 'Q', 'p̂'].map(name => Array.from(run.d[name].subarray((e * n + p) * K, (e * n + p + 1) * K), v => v / 65535));
-  const truth = D.classes[run.lab['true class'][e * n + p]];
+  const truth = run.lab['true class'] ? D.classes[run.lab['true class'][e * n + p]] : 'not recorded';
   Plotly.restyle('bars', {y: values}, [0, 1, 2]);
   Plotly.relayout('bars', {'title.text': run.label + ', epoch ' + run.epochs[e] + ': target image ' + run.index[p] + ' (true class ' + truth + ')'});
 }
@@ -141,22 +142,27 @@ def _captions(views: list[RunView]) -> dict[str, str]:
         bars=("P is what the classifier f believes about the clicked image, Q the target that SRDC trains P towards (eq. 2: "
               "P re-weighted by cluster size), p̂ its soft assignment to the centres (eq. 4). Click any point of a scatter; "
               "the bars follow the slider. A p̂ that stays flat at 1/K says the feature-space terms have nothing to teach."),
-        metrics=("Left: accuracy on the target of f, of the nearest centre and of the K-means clusters; middle: how sure P, Q "
+        metrics=(("Left: accuracy on the target of f, of the nearest centre and of the K-means clusters; " if labelled(views) else
+                  "Left: no accuracy, since the target's labels were not recorded; ") + "middle: how sure P, Q "
                  "and p̂ are (0 is certain, log K uniform); right: the share of the target each class is predicted as (1/K "
                  "each when balanced; one line running away is a collapse). The dotted line is the epoch shown; a grey line "
                  "marks the epoch from which predictions hardly change"
                  + (f" ({'; '.join(settle)})" if settle else " (not reached)") + "; red crosses, epochs flagged as a collapse"
-                 + (f" ({'; '.join(collapses)})." if collapses else " (none).")))
+                 + (f" ({'; '.join(collapses)})." if collapses else " (none).")
+                 + (" Below, when the run recorded them: the label-free scores (computed without any target label), each scaled "
+                    "to 0–1 over the run, beside the target accuracy scaled likewise; a score that rises and falls with the "
+                    "accuracy would pick a good epoch without labels (sdrc select RUN prints each one's pick)."
+                    if any(v is not None for v in view.run.metric("score_im")) else "")))
 
 # %% ../nbs/06b_report.ipynb #0a052de9
 def _page(views: list[RunView], figures: dict, data: dict) -> str:
     "The report's HTML: escaped text, the figures and the data as JSON, plotly.js and the app inlined."
     cfg = views[0].run.meta.get("config", {})
     title = ("sdrc report: " + " vs ".join(v.label for v in views)) if len(views) > 1 else (
-        f"sdrc report: {views[0].label}, {cfg.get('epochs')} epochs")
+        f"sdrc report: {views[0].label}, " + (f"{cfg['epochs']} epochs" if "epochs" in cfg else f"{len(views[0].epochs)} epochs recorded"))
     caps, esc = _captions(views), html.escape
     blob = lambda obj: json.dumps(obj).replace("<", "\\u003c")  # noqa: E731  (no markup inside the script block)
-    options = "".join(f"<option>{esc(c)}</option>" for c in CLASS_COLOURINGS)
+    options = "".join(f"<option>{esc(c)}</option>" for c in CLASS_COLOURINGS if c in colourings(views))
     scatters = "".join(f"<div id='scatter-{r}' class='plot'></div>" for r in range(len(views)))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{esc(title)}</h1><p class='caption'>{esc(_pair_sentence(views))}</p>"
@@ -179,7 +185,8 @@ def _pair_sentence(views: list[RunView]) -> str:
     def what(view):
         cfg = view.run.meta.get("config", {})
         return (f"{view.run.folder.name}: method {cfg.get('method')}"
-                + (f", preset {cfg.get('preset')}" if cfg.get("method") == "srdc" else "") + f", seed {cfg.get('seed')}")
+                + (f", preset {cfg.get('preset')}" if cfg.get("method") == "srdc" else "")
+                + (f", seed {cfg['seed']}" if "seed" in cfg else ", recorded from its own training loop"))
     return f"{pair}; " + "; ".join(what(v) for v in views) + "."
 
 # %% ../nbs/06b_report.ipynb #18651dfe

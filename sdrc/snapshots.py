@@ -8,6 +8,7 @@ __all__ = ['FORMAT_VERSION', 'RUN_FILE', 'RECORD_FIELDS', 'METRICS', 'LOCK_FILE'
 
 # %% ../nbs/04_snapshots.ipynb #df3a6b60
 import fcntl
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ class ArrayField:
 
 RECORD_FIELDS = (
     ArrayField("target_index", "target", "int64", "position of each recorded target point in the target training split"),
-    ArrayField("target_y", "target", "int16", "its true class (used only to score and to colour)"),
+    ArrayField("target_y", "target", "int16", "its true class (used only to score and to colour; absent when unknown)",
+               optional=True),
     ArrayField("target_p", "target", "float16", "P: the classifier's softmax"),
     ArrayField("target_q", "target", "float16", "Q: the auxiliary distribution of P, over the whole target"),
     ArrayField("target_pred", "target", "int16", "the classifier's prediction, argmax P"),
@@ -63,7 +65,7 @@ RECORD_FIELDS = (
 class EpochRecord:
     "One epoch's recorded arrays (see `RECORD_FIELDS`): a fixed sample of target and source points, and the centres."
     target_index: np.ndarray
-    target_y: np.ndarray
+    target_y: np.ndarray | None  # None: a run recorded without the target's labels
     target_p: np.ndarray
     target_q: np.ndarray
     target_pred: np.ndarray
@@ -121,6 +123,12 @@ def _check_field(f: ArrayField, key: str, a: np.ndarray, sizes: dict, where: str
     if key in ("target_p", "target_q") or key.startswith("target_phat_"):
         if a.shape != (sizes["target"], sizes["classes"]):
             raise ValueError(f"{where}: {key!r} should be {sizes['target']}×{sizes['classes']}, got {a.shape}")
+        if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1.001):
+            raise ValueError(f"{where}: {key!r} should hold probabilities, found values from {a.min()} to {a.max()}")
+    if key in ("target_y", "target_pred", "target_cluster", "source_y") and a.size and not 0 <= a.min() <= a.max() < sizes["classes"]:
+        raise ValueError(f"{where}: {key!r} should hold classes 0 to {sizes['classes'] - 1}, found {a.min()} to {a.max()}")
+    if f.rows == "classes" and a.size and not np.isfinite(a.astype(np.float64)).all():
+        raise ValueError(f"{where}: {key!r} holds values that are not finite")
 
 def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> EpochRecord:
     "An `EpochRecord` rebuilt from stored arrays, every field checked; errors name `where` and the field."
@@ -132,7 +140,7 @@ def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> 
         raise ValueError(f"{where} is not a sdrc epoch record: missing {', '.join(missing) or 'centres_0'}")
     sizes = dict(target=len(arrays["target_index"]), source=len(arrays["source_index"]),
                  classes=len(arrays["centres_0"]))
-    values = {}
+    values = {f.name: None for f in RECORD_FIELDS if f.optional}
     for f in RECORD_FIELDS:
         if f.name not in present:
             continue
@@ -164,6 +172,14 @@ METRICS = {
     "weight_mean": "mean source weight (eq. 12)",
     "weight_min": "smallest source weight (eq. 12)",
     "weight_max": "largest source weight (eq. 12)",
+    "score_entropy": "label-free score: minus the mean entropy of P",
+    "score_im": "label-free score: information maximisation (minus mean entropy of P, plus entropy of its mean)",
+    "score_bnm": "label-free score: batch nuclear norm of P, per target image",
+    "score_snd": "label-free score: soft neighbourhood density of the predictions",
+    "score_ami": "label-free score: agreement (AMI) of K-means clusters with the predictions",
+    "score_agree": "label-free score: share of the target training images where the nearest centroid agrees with f",
+    "score_source_acc": "label-free score: accuracy on the source test split",
+    "score_dev": "label-free score: minus the DEV risk (source test loss weighted towards the target)",
     "lam": "λ, the weight of the ramped-up terms",
     "lr": "learning rate of the next training epoch",
     "observe_seconds": "seconds spent observing",
@@ -275,7 +291,38 @@ def _reopen(cls, folder: str | os.PathLike) -> RunWriter:
         raise
     return cls(folder, run.meta, run.epochs, lock=lock)
 
-RunWriter.create, RunWriter.reopen = classmethod(_create), classmethod(_reopen)
+_RUN_FILES = re.compile(r"(run\.json|epoch_\d{3,}\.npz|embedding_\w+_\d+\.npz|report\.html|checkpoint\.pt)$")
+
+def _restart(cls, folder: str | os.PathLike, meta: dict) -> RunWriter:
+    """Claim a run folder whose run stopped before its first checkpoint, and start the run again there: the folder
+    may hold only what sdrc writes, and a `run.json` it holds must describe the same recipe and data."""
+    folder = Path(folder)
+    lock = RunLock(folder).acquire()
+    try:
+        remove_leftovers(folder)
+        foreign = sorted(p.name for p in folder.iterdir() if not (_is_own_file(p) or _RUN_FILES.match(p.name)))
+        if foreign:
+            raise FileExistsError(f"{folder} holds files that are not a sdrc run's ({', '.join(foreign[:3])}); "
+                                  "choose another folder")
+        try:
+            before = _load_run_json(folder / RUN_FILE) if (folder / RUN_FILE).exists() else None
+        except ValueError:  # a damaged description of a run that never reached its first checkpoint: nothing to keep
+            before = None
+        if before is not None:
+            changed = [k for k in ("config", "data") if before.get(k) != meta.get(k)]
+            if changed:
+                raise ValueError(f"{folder} holds another run (its {' and '.join(changed)} differ); choose another folder")
+        for p in folder.iterdir():
+            if _RUN_FILES.match(p.name):
+                p.unlink()
+        writer = cls(folder, meta, lock=lock)
+        writer._save()
+    except BaseException:
+        lock.release()
+        raise
+    return writer
+
+RunWriter.create, RunWriter.reopen, RunWriter.restart = classmethod(_create), classmethod(_reopen), classmethod(_restart)
 
 # %% ../nbs/04_snapshots.ipynb #f87d9752
 def _load_run_json(path: Path) -> dict:
@@ -289,12 +336,28 @@ def _load_run_json(path: Path) -> dict:
     epochs = data.get("epochs", [])
     if not isinstance(epochs, list) or not all(isinstance(m, dict) and type(m.get("epoch")) is int for m in epochs):
         raise ValueError(f"{path}: 'epochs' should be a list of per-epoch metrics, each with its epoch number")
-    for key, kind, what in (("config", dict, "an object of settings"), ("classes", list, "a list of class names")):
+    for key, kind, what in (("config", dict, "an object of settings"), ("classes", list, "a list of class names"),
+                            ("data", dict, "an object describing each split"), ("loss", dict, "an object of loss settings")):
         if key in data and not isinstance(data[key], kind):
             raise ValueError(f"{path}: {key!r} should be {what}, got {type(data[key]).__name__}")
     if not all(isinstance(c, str) for c in data.get("classes", [])):
         raise ValueError(f"{path}: 'classes' should be a list of class names (strings)")
+    _check_metrics(path, epochs)
     return data
+
+_UNIT_METRICS = re.compile(r"(acc_\w+|cluster_acc|nmi|agree_centre_\d+|largest_pred|weight_(mean|min|max)|score_(agree|source_acc))$")
+
+def _check_metrics(path: Path, epochs: list[dict]) -> None:
+    "Refuse metrics no run can produce: epochs out of order or repeated, numbers not finite, shares outside [0, 1]."
+    numbers = [m["epoch"] for m in epochs]
+    if numbers != sorted(set(numbers)) or (numbers and numbers[0] < 0):
+        raise ValueError(f"{path}: the epochs {numbers[:8]}{'…' if len(numbers) > 8 else ''} are not unique and increasing")
+    for m in epochs:
+        for key, value in m.items():
+            if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value) or (_UNIT_METRICS.match(key) and not 0 <= value <= 1):
+                raise ValueError(f"{path}: epoch {m['epoch']}'s {key} is {value!r}, which no run can record")
 
 # %% ../nbs/04_snapshots.ipynb #ab18888f
 @dataclass

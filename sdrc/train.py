@@ -31,9 +31,10 @@ from .distributed import all_mean, average_gradients, barrier, is_main, rank, wo
 from .io import read_torch, write_torch
 from .methods import Batch, EpochContext, Method, get_method
 from .models import SRDCNet, digit_net, mlp_net, resnet50_net
-from .observe import Observation, epoch_metrics, epoch_record, observe
+from .observe import Observation, epoch_metrics, observe
 from .recipe import Recipe, Runtime, resolve_device
-from .snapshots import RunRecord, RunWriter
+from .record import Recorder
+from .snapshots import RunRecord
 
 # %% ../nbs/05_train.ipynb #4cdd6267
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
@@ -165,7 +166,7 @@ class Trainer:
         self.loss_fn = make_loss(self.recipe, pair.num_classes)
         self.optimizer = make_optimizer(self.model, self.centres, self.extra, self.recipe)
         self.out = Path(out) if out is not None else None
-        self.writer, self.next_epoch, self.opened = None, 0, False
+        self.recorder, self.next_epoch, self.opened = None, 0, False
         self.history: list[dict] = []  # metrics of the epochs observed before this session (a resumed run)
         self.train_stats: dict = {}  # the last training epoch's loss terms, reported with the next observation
 
@@ -311,9 +312,21 @@ def _data_differences(before: dict, now: dict) -> list[str]:
 
 # %% ../nbs/05_train.ipynb #fb02d3c0
 def _resume(self: Trainer) -> None:
-    "Claim the run folder, then load its checkpoint and records; recipe and data must be the run's own."
+    """Claim the run folder, then load its checkpoint and records; recipe and data must be the run's own. A run stopped
+    before its first checkpoint has nothing to continue from: it starts again in the same folder, and says so."""
+    if not self.out.is_dir():
+        raise FileNotFoundError(f"{self.out} does not exist: there is no run to resume; start the run without --resume")
     path = self.out / CHECKPOINT
-    self.writer = RunWriter.reopen(self.out) if is_main() else None
+    if not path.exists():
+        recorded = _recorded_epochs(self.out)
+        if recorded > 1:  # more than the first observation: a checkpoint was written, then lost
+            raise FileNotFoundError(f"{path} not found, though {self.out} records {recorded} epochs: the run cannot be "
+                                    "continued without it; start it again in another folder")
+        self.recorder = self.make_recorder(restart=True)
+        if is_main() and self.runtime.log:
+            self.runtime.log(f"{self.out} has no checkpoint yet (the run stopped in its first epoch): starting it again there")
+        return
+    self.recorder = self.make_recorder(resume=True)
     try:
         state = load_checkpoint(path, self.recipe.epochs)
         check_same_run(state, self, path)
@@ -322,8 +335,14 @@ def _resume(self: Trainer) -> None:
         self.close()
         raise
     self.history = [m for m in RunRecord.open(self.out).epochs if m["epoch"] < self.next_epoch]
-    if self.writer:
-        self.writer.epochs = list(self.history)
+    self.recorder.continue_after(self.history)
+
+def _recorded_epochs(folder: Path) -> int:
+    "How many epochs a run folder's run.json records (0 when it has none, or none that can be read)."
+    try:
+        return len(RunRecord.open(folder).epochs)
+    except (ValueError, OSError):
+        return 0
 
 Trainer.resume = _resume
 
@@ -344,18 +363,26 @@ def _open_run(self: Trainer, resume: bool = False) -> None:
         raise ValueError("resume=True needs the run folder `out` to resume from")
     if resume:
         self.resume()
-    elif self.out is not None:
-        if is_main():
-            self.writer = RunWriter.create(self.out, run_metadata(self))
-        barrier()  # the folder is claimed before any process goes on
+    else:
+        self.recorder = self.make_recorder()
+        if self.out is not None:
+            barrier()  # the folder is claimed before any process goes on
     self.opened = True
+
+def _make_recorder(self: Trainer, resume: bool = False, restart: bool = False) -> Recorder:
+    "The recorder of this run: it writes the run folder on the main process, and only measures on the others."
+    recipe, folder = self.recipe, self.out if self.out is not None and is_main() else None
+    return Recorder(folder, self.pair.classes, samples=recipe.record_samples, seed=recipe.seed,
+                    kmeans_iters=recipe.kmeans_iters, collapse_threshold=recipe.collapse_threshold,
+                    meta=None if folder is None or resume else run_metadata(self), resume=resume, loss=recipe.loss,
+                    restart=restart)
 
 def _close(self: Trainer) -> None:
     "Release the run folder."
-    if self.writer is not None:
-        self.writer.close()
+    if self.recorder is not None:
+        self.recorder.close()
 
-Trainer.open_run, Trainer.close = _open_run, _close
+Trainer.open_run, Trainer.make_recorder, Trainer.close = _open_run, _make_recorder, _close
 
 # %% ../nbs/05_train.ipynb #87d6b2ce
 def summary_line(epoch: int, m: dict) -> str:
@@ -384,12 +411,8 @@ def _fit(self: Trainer, resume: bool = False) -> list[dict]:
             obs = observe(self.model, self.domains, epoch, recipe, learned, num_workers=self.runtime.workers)
             if recipe.reset_centres or epoch == 0:
                 reset_centres(self.centres, obs.centres, keep_grad=recipe.loss.accumulate_centre_grad)
-            metrics = dict(epoch_metrics(obs, recipe.collapse_threshold), lam=recipe.lam(epoch),
-                           lr=recipe.learning_rate(min(epoch, recipe.epochs - 1)), **self.train_stats)
-            record = epoch_record(obs, recipe.record_samples, recipe.seed, recipe.loss)
-            metrics["observe_seconds"] = time.perf_counter() - start
-            if self.writer:
-                self.writer.add_epoch(epoch, metrics, record)
+            schedule = dict(lam=recipe.lam(epoch), lr=recipe.learning_rate(min(epoch, recipe.epochs - 1)), **self.train_stats)
+            metrics = self.recorder.observed(obs, schedule, started=start)  # measured, sampled and written as any run is
             history.append(dict(epoch=epoch, **metrics))
             if main and self.runtime.log:
                 self.runtime.log(summary_line(epoch, metrics))

@@ -1,5 +1,8 @@
-"""Shared fixtures: a fixed seed for every test, and hypothesis settings that suit a 2-core CI machine."""
+"""Shared fixtures: a fixed seed for every test, and hypothesis settings that suit a 2-core CI machine. The tests never
+download: SDRC_OFFLINE is set for the whole session (the downloader's tests serve their files from this machine)."""
 import os
+
+os.environ["SDRC_OFFLINE"] = "1"
 
 import pytest
 import torch

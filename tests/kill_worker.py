@@ -3,7 +3,8 @@
     python tests/kill_worker.py FOLDER METHOD PRESET ABLATION KIND N
 
 KIND is `record` (while the N-th epoch record is half written), `checkpoint` (while the N-th checkpoint is half
-written) or `step` (at the N-th optimisation step). The kill is real: no exception, no clean-up, no atexit.
+written), `write` (while the N-th file of any kind is half written: run.json, a record or the checkpoint, in the order
+the run writes them) or `step` (at the N-th optimisation step). The kill is real: no exception, no clean-up, no atexit.
 """
 import os
 import signal
@@ -33,7 +34,8 @@ def die() -> None:
 def arm_write(kind: str, n: int) -> None:
     "Kill the process halfway through the n-th write of an epoch record or of the checkpoint."
     real, seen = io.atomic_write, {"n": 0}
-    wanted = (lambda name: name.startswith("epoch_")) if kind == "record" else (lambda name: name == "checkpoint.pt")
+    wanted = {"record": lambda name: name.startswith("epoch_"), "checkpoint": lambda name: name == "checkpoint.pt",
+              "write": lambda name: True}[kind]
 
     def atomic_write(path, write):
         if wanted(Path(path).name):

@@ -78,6 +78,9 @@ def test_train_then_info(digits_root, tmp_path, capsys, monkeypatch):
     assert {len(columns)} == {len(r) for r in rows}  # every value under its column name
     last = dict(zip(columns.split(), rows[-1].split()))
     assert float(last["acc_f_train"]) == pytest.approx(RunRecord.open(out).metric("acc_f_train")[-1], abs=5e-5)
+    assert main(["select", str(out)]) == 0  # one training epoch: every score can only pick epoch 1
+    picks = capsys.readouterr().out
+    assert all(f"\n{name:<12}     1 " in picks for name in ("entropy", "im", "bnm", "snd", "ami", "dev", "last epoch"))
     assert main(argv) == 2 and "exists and is not empty" in capsys.readouterr().err  # nothing overwritten
     assert main(argv + ["--resume"]) == 0  # a finished run resumes to the same end
 

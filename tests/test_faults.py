@@ -130,10 +130,23 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
     (["--set", "alpha"], "--set expects NAME=VALUE"),
     (["--target", "svhn"], "unknown digit domain 'svhn'"),
     (["--source", "usps"], "both 'usps'"),
+    (["--seed", str(2**64)], "--seed must be below 2**63"),
+    (["--source-list", "list.txt"], "--source-list apply to images read from disk"),
+    (["--method", "dann", "--ablation", "no-feature"], "ablation 'no-feature' would change nothing"),
+    (["--method", "source-only", "--set", "alpha=2"], "overrides ['alpha'] would change nothing"),
+    (["--method", "oracle", "--preset", "paper"], "--method oracle would ignore it"),
 ])
 def test_bad_arguments(bundle, tmp_path, more, fragment):
     expect_clear_error(train_args(bundle, tmp_path / "run", *more), fragment)
     assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_a_run_as_short_as_its_warm_up_says_so(bundle, tmp_path):
+    "One epoch of SRDC trains the source alone: allowed (a quick check), but said, not left silent."
+    code, err, escaped = run_cli(train_args(bundle, tmp_path / "run", "--epochs", "1"))
+    TALLY["tried"] += 1
+    TALLY["clear error" if code == 0 and "SRDC's own terms never train" in err else "silent"] += 1
+    assert code == 0 and "sdrc: warning:" in err and "SRDC's own terms never train" in err, err
 
 
 def test_cuda_on_a_machine_without_a_gpu(bundle, tmp_path):
@@ -159,21 +172,25 @@ def test_out_is_not_empty(bundle, tmp_path):
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
-def test_a_full_disk_during_training(bundle, tmp_path, monkeypatch):
-    "The disk fills up while epoch 1 is recorded: one line, and what was written before stays whole."
+@pytest.mark.parametrize("full_at, recorded", [(2, []), (4, [0])], ids=["at the first record", "at the first checkpoint"])
+def test_a_full_disk_in_the_first_epoch_then_resume(bundle, tmp_path, monkeypatch, full_at, recorded):
+    """The disk fills up in the first epoch (writes: run.json, epoch 0's record, run.json, the checkpoint): one line, what
+    was written before stays whole, and once there is room again `--resume` starts the run again in its folder."""
     real, calls = os.fsync, {"n": 0}
 
     def fsync(fd):
         calls["n"] += 1
-        if calls["n"] >= 4:  # run.json, epoch 0's record and run.json again, then the disk is full
+        if calls["n"] >= full_at:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
     monkeypatch.setattr(os, "fsync", fsync)
     expect_clear_error(train_args(bundle, tmp_path / "run"), "the disk is full")
     monkeypatch.setattr(os, "fsync", real)
     run = RunRecord.open(tmp_path / "run")
-    assert run.epoch_numbers() == [0] and [m["epoch"] for m in run.epochs] == [0]
-    assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert run.epoch_numbers() == recorded and not list((tmp_path / "run").glob(".*.tmp"))
+    code, err, escaped = run_cli(train_args(bundle, tmp_path / "run", "--resume"))
+    assert code == 0 and escaped is None, err
+    assert RunRecord.open(tmp_path / "run").epoch_numbers() == [0, 1, 2]
 
 
 def test_a_loss_that_diverges_stops_with_the_likely_cause(bundle, tmp_path):
@@ -247,14 +264,37 @@ def test_resume_under_another_recipe(bundle, finished, tmp_path):
     expect_clear_error(train_args(bundle, copy_of(finished, tmp_path), "--lr", "0.1", "--resume"), "its recipe differs in lr")
 
 
-def test_resume_without_a_checkpoint(bundle, finished, tmp_path):
+def test_resume_of_a_run_whose_checkpoint_was_lost(bundle, finished, tmp_path):
     run = copy_of(finished, tmp_path)
     (run / CHECKPOINT).unlink()
-    expect_clear_error(train_args(bundle, run, "--resume"), "checkpoint.pt not found: nothing to resume")
+    expect_clear_error(train_args(bundle, run, "--resume"), "checkpoint.pt not found, though", "records 3 epochs")
 
 
-def test_resume_of_a_folder_that_is_not_a_run(bundle, tmp_path):
-    expect_clear_error(train_args(bundle, tmp_path, "--resume"), "run.json not found")
+def test_resume_of_a_folder_that_does_not_exist(bundle, tmp_path):
+    expect_clear_error(train_args(bundle, tmp_path / "nowhere", "--resume"), "does not exist: there is no run to resume")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_of_a_folder_holding_other_files(bundle, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    expect_clear_error(train_args(bundle, tmp_path, "--resume"), "holds files that are not a sdrc run's (notes.txt)")
+
+
+def test_resume_of_a_run_stopped_in_its_first_epoch_starts_it_again(bundle, finished, tmp_path):
+    "No checkpoint yet: the run starts again in its folder and says so; another recipe is refused, not overwritten."
+    run = copy_of(finished, tmp_path)
+    (run / CHECKPOINT).unlink()
+    for name in ("epoch_001.npz", "epoch_002.npz"):
+        (run / name).unlink()
+    data = json.loads((run / "run.json").read_text())
+    data["epochs"] = data["epochs"][:1]
+    (run / "run.json").write_text(json.dumps(data))
+    expect_clear_error(train_args(bundle, run, "--resume", "--lr", "0.5"), "holds another run (its config differ)")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(train_args(bundle, run, "--resume"))
+    assert code == 0 and "has no checkpoint yet (the run stopped in its first epoch): starting it again there" in out.getvalue()
+    assert RunRecord.open(run).epoch_numbers() == [0, 1, 2] and (run / CHECKPOINT).exists()
 
 
 def damage_checkpoint(run: Path, change) -> None:
@@ -346,7 +386,7 @@ def test_report_into_a_folder(finished, tmp_path):
     expect_clear_error(["report", str(finished), "--out", str(tmp_path)], "a folder stands where a file should be")
 
 
-@pytest.mark.parametrize("command", ["info", "report"])
+@pytest.mark.parametrize("command", ["info", "report", "select"])
 def test_a_folder_that_is_not_a_run(tmp_path, command):
     expect_clear_error([command, str(tmp_path)], "run.json not found", str(tmp_path))
 
@@ -363,3 +403,170 @@ def test_the_layout_cache_follows_the_records_content(finished, tmp_path):
     after = embed_run(run, space=1, method="pca", progress=False).coords
     np.testing.assert_array_equal(after[:2], before[:2])  # unchanged epochs come from the cache
     assert not np.allclose(after[2], before[2])
+
+
+# ---------------------------------------------------------------- a run recorded from the user's own loop
+
+def expect_api_error(call, *fragments: str) -> str:
+    "Assert that `call()` raises one clear ValueError or TypeError of one line holding every fragment."
+    TALLY["tried"] += 1
+    try:
+        call()
+    except (ValueError, TypeError, FileExistsError) as err:
+        text = str(err)
+        kind = "clear error" if text and "\n" not in text else "traceback"
+    except BaseException as err:  # noqa: BLE001 - the point is to see what escapes
+        kind, text = "traceback", f"{type(err).__name__}: {err}"
+    else:
+        kind, text = "silent", "no error"
+    TALLY[kind] += 1
+    assert kind == "clear error", text
+    for fragment in fragments:
+        assert fragment in text, text
+    return text
+
+
+def _loop_inputs(n_s: int = 40, n_t: int = 30, k: int = 3, dims=(6, 4), seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    source = ([torch.randn(n_s, d, generator=g) for d in dims], torch.randint(0, k, (n_s,), generator=g))
+    target = ([torch.randn(n_t, d, generator=g) for d in dims], torch.randn(n_t, k, generator=g))
+    return source, target
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    from sdrc.record import Recorder
+    rec = Recorder(tmp_path / "mine", classes=["a", "b", "c"], method="my loop", samples=20)
+    source, target = _loop_inputs()
+    rec.epoch(0, source=source, target=target)
+    yield rec
+    rec.close()
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda s, t: ((s[0], s[1][:-1]), t), ["source labels", "(39,) labels for 40 points"]),
+    (lambda s, t: ((s[0], s[1].float()), t), ["source labels must be integers"]),
+    (lambda s, t: (s, ([t[0][0].masked_fill(t[0][0] > 1, float("nan")), t[0][1]], t[1])), ["target features, space 0 contain NaN"]),
+    (lambda s, t: ((s[0], s[1] + 5), t), ["outside the 3 classes given"]),
+    (lambda s, t: (s, (t[0], torch.randn(30, 5))), ["target logits have 5 columns, but 3 classes were given"]),
+    (lambda s, t: (s, ([t[0][0], torch.randn(30, 9)], t[1])), ["space 1: source features have 4 dimensions, target features 9"]),
+    (lambda s, t: ((s[0][:1], s[1]), t), ["the source has 1 feature spaces and the target 2"]),
+    (lambda s, t: (s, ([z[:20] for z in t[0]], t[1][:20])), ["the target has 20 points in epoch 1, 30 before"]),
+    (lambda s, t: (s[0][0], t), ["`source` must be a pair (features, labels)"]),
+])
+def test_a_recorded_epoch_with_bad_input(recorder, change, fragments):
+    source, target = _loop_inputs(seed=1)
+    source, target = change(source, target)
+    expect_api_error(lambda: recorder.epoch(1, source=source, target=target), *fragments)
+
+
+def test_a_recorded_epoch_that_goes_backwards_or_changes_width(recorder):
+    source, target = _loop_inputs(seed=1)
+    expect_api_error(lambda: recorder.epoch(0, source=source, target=target), "epoch 0 was given after epoch 0")
+    recorder.epoch(1, source=source, target=target)
+    wider_s, wider_t = _loop_inputs(seed=2, dims=(6, 8))
+    expect_api_error(lambda: recorder.epoch(2, source=wider_s, target=wider_t), "space 1 has 8 features in epoch 2, 4 before")
+    expect_api_error(lambda: recorder.epoch(2, source=source, target=target, target_labels=torch.arange(30)),
+                     "target labels run from 0 to 29, outside the 3 classes given")
+
+
+def test_a_recorder_claims_its_folder_like_the_trainer(recorder, tmp_path):
+    from sdrc.record import Recorder
+    expect_api_error(lambda: Recorder(recorder.folder, classes=["a", "b", "c"]), "is being written by another process")
+    recorder.close()
+    expect_api_error(lambda: Recorder(recorder.folder, classes=["a", "b", "c"]), "exists and is not empty")
+    expect_api_error(lambda: Recorder(tmp_path / "other", classes=["a", "a"]), "each once")
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_continue(bundle, tmp_path, monkeypatch):
+    "Ctrl-C in the second epoch: one line with the epoch and the command; the same command with --resume finishes it."
+    from sdrc.train import Trainer
+    real, calls = Trainer.train_epoch, {"n": 0}
+
+    def interrupted(self, obs, epoch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, obs, epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    out = tmp_path / "run"
+    code, err, escaped = run_cli(train_args(bundle, out))
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("sdrc: warning:", "  "))
+             and "it/s]" not in line and "s/it]" not in line and not line.strip().startswith("[A")]
+    TALLY["tried"] += 1
+    TALLY["clear error" if code == 130 and escaped is None and len(lines) == 1 else "traceback"] += 1
+    assert code == 130 and escaped is None and len(lines) == 1, err
+    assert "stopped in epoch 1 of 2" in err and f"--out {out} --resume" in err and "Traceback" not in err
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    code, err, escaped = run_cli(train_args(bundle, out, "--resume"))
+    assert code == 0 and RunRecord.open(out).epoch_numbers() == [0, 1, 2]
+
+
+def test_an_explorer_of_a_run_without_records_or_with_too_few_class_names(bundle, finished, tmp_path):
+    from sdrc.explorer import ClusterExplorer
+    metrics_only = tmp_path / "metrics"
+    code, err, escaped = run_cli(train_args(bundle, metrics_only, "--record-samples", "0"))
+    assert code == 0, err
+    expect_api_error(lambda: ClusterExplorer(metrics_only, method="pca"), "has no recorded epochs to show")
+    run = copy_of(finished, tmp_path)
+    data = json.loads((run / "run.json").read_text())
+    data["classes"] = data["classes"][:3]
+    (run / "run.json").write_text(json.dumps(data))
+    expect_api_error(lambda: ClusterExplorer(run, method="pca"), "run.json names 3 classes but its records hold 10")
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda d: d.update(data="mnist"), "'data' should be an object describing each split"),
+    (lambda d: d["epochs"].append(dict(d["epochs"][0])), "are not unique and increasing"),
+    (lambda d: d["epochs"][1].update(acc_f=1e308), "epoch 1's acc_f is 1e+308, which no run can record"),
+    (lambda d: d["epochs"][1].update(cluster_acc=-5), "epoch 1's cluster_acc is -5"),
+])
+def test_metrics_no_run_can_record(finished, tmp_path, change, fragment):
+    run = copy_of(finished, tmp_path)
+    data = json.loads((run / "run.json").read_text())
+    change(data)
+    (run / "run.json").write_text(json.dumps(data))
+    expect_clear_error(["info", str(run)], fragment)
+
+
+def test_a_run_json_nested_too_deeply(finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    (run / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    expect_clear_error(["info", str(run)], "nested too deeply")
+
+
+@pytest.mark.parametrize("key, change, fragment", [
+    ("target_pred", lambda a: a + 99, "'target_pred' should hold classes 0 to 9"),
+    ("target_p", lambda a: -a, "'target_p' should hold probabilities"),
+    ("centres_0", lambda a: a * np.nan, "'centres_0' holds values that are not finite"),
+])
+def test_records_no_run_can_write(finished, tmp_path, key, change, fragment):
+    run = copy_of(finished, tmp_path)
+    with np.load(run / "epoch_001.npz") as npz:
+        arrays = dict(npz)
+    arrays[key] = change(arrays[key])
+    np.savez(run / "epoch_001.npz", **arrays)
+    expect_clear_error(["report", str(run), "--layout", "pca"], "epoch_001.npz", fragment)
+
+
+def test_a_record_holding_python_objects_gives_no_pickle_advice(finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    np.savez(run / "epoch_001.npz", target_p=np.array([{"x": 1}], dtype=object))
+    text = expect_clear_error(["report", str(run)], "holds Python objects, which sdrc never loads")
+    assert "allow_pickle" not in text
+
+
+def test_a_run_on_a_read_only_disk_can_be_reported_elsewhere(finished, tmp_path, monkeypatch):
+    "The layout cache cannot be written into the run folder (a read-only disk): the report is still written elsewhere."
+    import sdrc.viz
+    run = copy_of(finished, tmp_path)
+
+    def read_only(path, arrays):
+        if Path(path).parent == run:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, arrays)
+    real = sdrc.viz.write_arrays
+    monkeypatch.setattr(sdrc.viz, "write_arrays", read_only)
+    code, err, escaped = run_cli(["report", str(run), "--layout", "pca", "--out", str(tmp_path / "r.html")])
+    assert code == 0 and escaped is None and (tmp_path / "r.html").is_file(), err
+    assert not list(run.glob("embedding_pca_*"))

@@ -21,6 +21,11 @@ RUNS = [("srdc", "official", "none"), ("srdc", "paper", "none"), ("srdc", "offic
 # a toy epoch is 4 steps; warm-up is epoch 0. Kill while writing epoch 2's record (the 3rd), while writing the
 # checkpoint after epoch 2 (the 3rd), and at the 2nd step of epoch 2 (the 10th step).
 KILLS = [("record", 3), ("checkpoint", 3), ("step", 10)]
+# and at every write of the first two epochs (run.json created, epoch 0's record, run.json, the first checkpoint, epoch 1's
+# record, run.json, the second checkpoint), and at a step of the first epoch, for the two presets: the first four leave no
+# checkpoint, so the run starts again in its folder
+EARLY_RUNS = RUNS[:2]
+EARLY_KILLS = [("write", n) for n in range(1, 8)] + [("step", 2)]
 
 
 def untimed(history):
@@ -40,11 +45,11 @@ def final_state(trainer: Trainer) -> dict:
 def killed(tmp_path_factory):
     "Every (run, kill point) trained in a subprocess that was killed with SIGKILL; two at a time."
     root = tmp_path_factory.mktemp("killed")
-    jobs = [(run, kill) for run in RUNS for kill in KILLS]
+    jobs = [(run, kill) for run in RUNS for kill in KILLS] + [(run, kill) for run in EARLY_RUNS for kill in EARLY_KILLS]
 
     def launch(job):
         (method, preset, ablation), (kind, n) = job
-        folder = root / f"{method}-{preset}-{ablation}-{kind}"
+        folder = root / f"{method}-{preset}-{ablation}-{kind}-{n}"
         done = subprocess.run([sys.executable, str(WORKER), str(folder), method, preset, ablation, kind, str(n)],
                               capture_output=True, text=True, timeout=300)
         return job, folder, done
@@ -52,8 +57,8 @@ def killed(tmp_path_factory):
         return {job: (folder, done) for job, folder, done in pool.map(launch, jobs)}
 
 
-@pytest.mark.parametrize("kill", KILLS, ids=lambda k: f"{k[0]}-{k[1]}")
-@pytest.mark.parametrize("run", RUNS, ids=lambda r: "-".join(r))
+@pytest.mark.parametrize("run, kill", [(r, k) for r in RUNS for k in KILLS] + [(r, k) for r in EARLY_RUNS for k in EARLY_KILLS],
+                         ids=lambda x: "-".join(map(str, x)))
 def test_a_run_killed_at_any_moment_resumes_bit_for_bit(run, kill, killed, tmp_path):
     folder, done = killed[run, kill]
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]  # it really was killed, at the chosen moment

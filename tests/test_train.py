@@ -259,11 +259,13 @@ def test_resume_under_another_runtime_works(toy, tmp_path, monkeypatch):
 
 def test_library_and_command_line_defaults_agree():
     "One set of defaults: every train option of the CLI defaults to the Recipe's or Runtime's value."
-    from sdrc.cli import build_parser
-    args = build_parser().parse_args(["train"])
+    from sdrc.cli import build_parser, train_settings
+    parser = build_parser()
+    args = parser.parse_args(["train"])
     recipe, runtime = Recipe(), Runtime()
-    for name in ("method", "preset", "ablation", "epochs", "batch_size", "lr", "seed", "record_samples"):
+    for name in ("method", "ablation", "epochs", "batch_size", "lr", "seed", "record_samples"):
         assert getattr(args, name) == getattr(recipe, name), name
+    assert args.preset is None and train_settings(args, parser)[0].preset == recipe.preset  # unset: the library's preset
     for name in ("device", "workers", "threads", "compile"):
         assert getattr(args, name) == getattr(runtime, name), name
 

@@ -118,8 +118,24 @@ def test_metrics_figure_plots_each_recorded_metric_with_its_label(runs):
     fig = metrics_figure(views, epoch=1)
     curves = {t.name: list(t.y) for t in fig.data if t.name and t.name.startswith("accuracy of f on the target test split")}
     assert curves == {f"accuracy of f on the target test split: {v.label}": v.run.metric("acc_f") for v in views}
-    assert {t.legend or "legend" for t in fig.data} == {"legend", "legend2", "legend3"}
-    assert [s.x0 for s in fig.layout.shapes if s.name == "cursor"] == [1, 1, 1]
+    assert {t.legend or "legend" for t in fig.data} == {"legend", "legend2", "legend3", "legend4"}
+    assert [s.x0 for s in fig.layout.shapes if s.name == "cursor"] == [1, 1, 1, 1]
+    scores = {t.name: t.y for t in fig.data if t.legend == "legend4"}
+    im = views[0].run.metric("score_im")
+    low, high = min(im[1:]), max(im[1:])
+    assert scores[f"IM: {views[0].label}"] == tuple([None] + [(v - low) / (high - low) for v in im[1:]])  # scaled over epochs ≥ 1
+
+
+def test_runs_recorded_before_the_scores_existed_show_no_score_panel(run, tmp_path):
+    import json
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(run.folder, old)
+    data = json.loads((old / "run.json").read_text())
+    data["epochs"] = [{k: v for k, v in m.items() if not k.startswith("score_")} for m in data["epochs"]]
+    (old / "run.json").write_text(json.dumps(data))
+    fig = metrics_figure([view_run(old, method="pca")])
+    assert not any(t.legend == "legend4" for t in fig.data) and len([s for s in fig.layout.shapes if s.name == "cursor"]) == 3
 
 
 def test_explorer_follows_the_slider_and_colouring(run):
@@ -134,7 +150,7 @@ def test_explorer_follows_the_slider_and_colouring(run):
     ex.colour.value = "correct"
     record = run.record(1)
     np.testing.assert_array_equal(ex.scatters[0].data[3].marker.color, (record.target_pred == record.target_y).astype(float))
-    assert [s.x0 for s in ex.metrics.layout.shapes if s.name == "cursor"] == [1, 1, 1]
+    assert [s.x0 for s in ex.metrics.layout.shapes if s.name == "cursor"] == [1, 1, 1, 1]
 
 
 def test_the_static_picture_shows_the_widgets_colouring_and_every_class(run):
