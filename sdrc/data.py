@@ -8,7 +8,7 @@ __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 
            'find_digits_bundle', 'digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair',
            'image_row', 'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform',
            'ImageList', 'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'evaluation_view', 'fingerprint',
-           'iterations_per_epoch', 'load_batches', 'infinite_batches']
+           'iterations_per_epoch', 'load_batches', 'infinite_batches', 'hosted', 'quick_run']
 
 # %% ../nbs/01_data.ipynb #8d51dcf5
 import base64
@@ -16,6 +16,7 @@ import copy
 import hashlib
 import itertools
 import os
+import sys
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -583,3 +584,14 @@ def infinite_batches(dataset: Dataset, batch_size: int, shuffle: bool = True, ge
     for n_pass in itertools.count():  # a new seed at every pass: new random crops of each image
         yield from load_batches(dataset, _index_batches(len(dataset), batch_size, shuffle, generator, rank, world),
                                 device, seed=base_seed * 1_000_003 + n_pass, **loader_kwargs)
+
+# %% ../nbs/01_data.ipynb #04f788d6
+def hosted() -> bool:
+    "Whether this runs in a hosted notebook service (Colab, Kaggle)."
+    return "google.colab" in sys.modules or any(k in os.environ for k in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"))
+
+def quick_run(full_minutes: float = 0) -> bool:
+    "Whether a notebook should run at its quick size: under the tests, when asked, or hosted without a GPU and long."
+    if os.environ.get("IN_TEST") or os.environ.get("SDRC_QUICK", "") not in ("", "0"):
+        return True
+    return hosted() and not torch.cuda.is_available() and full_minutes > 10

@@ -66,3 +66,14 @@ def test_what_is_not_a_notebooks_folder_is_refused(tmp_path):
     (tmp_path / "index.ipynb").write_text("{not json")
     with pytest.raises(ValueError, match="index.ipynb could not be read as a notebook"):
         build_book(tmp_path, tmp_path / "book")
+
+
+def test_reading_group_pages_open_in_a_hosted_notebook(tmp_path):
+    "Each runnable reading-group page links to its notebook in a hosted notebook service; library pages do not."
+    from sdrc.book import book_pages, render_page
+    nbs = Path(__file__).resolve().parents[1] / "nbs"
+    pages = book_pages(nbs)
+    for i, page in enumerate(pages):
+        html_text, _ = render_page(pages, i)
+        runnable = page.section == "reading group" and not page.notebook.name.startswith("00_")
+        assert (f"blob/main/nbs/tutorials/{page.notebook.name}" in html_text) == runnable, page.notebook.name

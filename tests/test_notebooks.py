@@ -93,3 +93,23 @@ def test_readme_and_index_show_the_same_commands():
     commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
     assert len(commands) == 2
     assert all(command in index for command in commands)
+
+
+TUTORIALS = sorted(p for p in (NBS / "tutorials").glob("0[1-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", TUTORIALS, ids=lambda p: p.name)
+def test_a_tutorial_installs_sdrc_where_it_is_missing(notebook, monkeypatch):
+    "The first cell of each reading-group notebook installs sdrc from its repository where it cannot be imported."
+    import importlib.util
+    import json
+    import subprocess
+    first = next("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: ran.append(cmd))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sdrc" else object())
+    exec(compile(first, "first cell", "exec"), {})
+    assert len(ran) == 1 and ran[0][-1] == "sdrc @ git+https://github.com/sdrc/sdrc" and "pip" in ran[0]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    exec(compile(first, "first cell", "exec"), {})
+    assert len(ran) == 1  # importable: nothing is installed
