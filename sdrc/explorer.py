@@ -74,11 +74,13 @@ def _build(self: ClusterExplorer) -> None:
     self.redraw()
 
 def _ipython_display_(self: ClusterExplorer) -> None:
-    "Show the widget; when plotly's renderer saves pictures (PLOTLY_RENDERER=plotly_mimetype+png), a static one too."
+    """Show the widget; a static picture too when plotly's renderer saves pictures (PLOTLY_RENDERER=plotly_mimetype+png)
+    or in a hosted notebook, where widgets may not display."""
     import plotly.io as pio
     from IPython.display import Image, display
+    from sdrc.data import hosted
     display(self.widget)
-    if "png" in pio.renderers.default:  # readers without a kernel (GitHub, nbviewer) see this picture instead
+    if "png" in pio.renderers.default or hosted():  # readers without a kernel or without widgets see this picture instead
         display(Image(self.static_picture()))
 
 ClusterExplorer._build, ClusterExplorer._ipython_display_ = _build, _ipython_display_
