@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import PRESETS, auxiliary_distribution, mean_entropy, soft_assignment, srdc_objective
-from .data import BENCHMARKS, DIGIT_DOMAINS, benchmark_pair, digit_pair
+from .data import BENCHMARKS, DIGIT_DOMAINS, benchmark_pair, digit_pair, feature_pair
 from .distributed import close, init_from_env, is_main
 from .io import describe_os_error
 from .methods import METHODS
@@ -115,6 +115,9 @@ def _train_data_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--source-list", default=None, metavar="FILE", help="list file of source images ('relative/path label' lines; default: class folders)")
     cmd.add_argument("--target-list", default=None, metavar="FILE", help="list file of target images (default: class folders)")
     cmd.add_argument("--no-pretrained", action="store_true", help="start ResNet-50 from random weights, not ImageNet's (benchmarks on disk)")
+    cmd.add_argument("--features", default=None, metavar="PATH",
+                     help="train on feature vectors you made elsewhere: one .npz (source_features, source_labels, "
+                          "target_features, classes…) or a folder of one .npz per domain, named by --source and --target")
 
 # %% ../nbs/07_cli.ipynb #496a782a
 def _train_recipe_options(cmd: argparse.ArgumentParser) -> None:
@@ -241,7 +244,10 @@ def user_error(command: str, err: Exception) -> int:
 def _check_train_arguments(args, parser: argparse.ArgumentParser) -> None:
     "Exit with a usage error on data arguments that are wrong whatever the data holds."
     _check_pair(args, parser)
-    if args.benchmark == "digits":
+    if args.features is not None:
+        if args.benchmark != "digits" or args.data is not None:
+            parser.error("--features brings its own data: it cannot be combined with --benchmark or --data")
+    elif args.benchmark == "digits":
         for name in (args.source, args.target):
             if name not in DIGIT_DOMAINS:
                 parser.error(f"unknown digit domain {name!r}; choose one of {', '.join(DIGIT_DOMAINS)} (or pass --benchmark)")
@@ -282,6 +288,10 @@ def _as_options(message: str, options) -> str:
 
 def _train_pair(args):
     "(pair, model or None for the default) that the train command's arguments name."
+    if args.features is not None:
+        folder = Path(args.features).expanduser().is_dir()
+        return feature_pair(args.features, args.source if folder else None, args.target if folder else None,
+                            seed=args.seed), None
     if args.benchmark == "digits":
         return digit_pair(args.source, args.target, root=args.data), None
     pair = benchmark_pair(args.benchmark, args.source, args.target, args.data, args.source_list, args.target_list)
@@ -290,6 +300,8 @@ def _train_pair(args):
 # %% ../nbs/07_cli.ipynb #09b82789
 def _summary(history: list[dict], out) -> str:
     "The last line of `sdrc train`."
+    if "acc_f" not in history[-1]:
+        return f"trained without target labels: `sdrc select {out}` picks an epoch by label-free scores; run in {out}"
     best = max(history, key=lambda m: m["acc_f"])
     return (f"final target accuracy {history[-1]['acc_f']:.4f} (best {best['acc_f']:.4f} at epoch {best['epoch']}; "
             f"{history[-1]['acc_f_train']:.4f} on the unlabelled target images it trained on); run in {out}")

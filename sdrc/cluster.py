@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['assign_to_nearest', 'kmeans', 'class_means', 'initial_centroids', 'epoch_centres', 'contingency', 'cluster_accuracy',
-           'accuracy', 'nmi', 'cluster_sizes']
+           'accuracy', 'per_class_accuracy', 'nmi', 'cluster_sizes']
 
 # %% ../nbs/03_cluster.ipynb #10a63b0e
 import numpy as np
@@ -91,6 +91,12 @@ def cluster_accuracy(pred: Tensor, y: Tensor, num_classes: int) -> float:
 def accuracy(pred: Tensor, y: Tensor) -> float:
     "Fraction of `pred` equal to `y`, no matching."
     return float((torch.as_tensor(pred).cpu() == torch.as_tensor(y).cpu()).double().mean())
+
+def per_class_accuracy(pred: Tensor, y: Tensor, num_classes: int) -> float:
+    "The mean over the classes present in `y` of the accuracy on each: a collapsed minority class shows, where plain accuracy hides it."
+    table = contingency(pred, y, num_classes)
+    counts = table.sum(0)
+    return float(np.mean(np.diag(table)[counts > 0] / counts[counts > 0]))
 
 def nmi(pred: Tensor, y: Tensor) -> float:
     "Normalised mutual information between a clustering and the labels."

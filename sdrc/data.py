@@ -8,7 +8,7 @@ __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 
            'find_digits_bundle', 'digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain', 'digit_pair',
            'image_row', 'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform',
            'ImageList', 'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'evaluation_view', 'fingerprint',
-           'iterations_per_epoch', 'load_batches', 'infinite_batches', 'hosted', 'quick_run']
+           'iterations_per_epoch', 'load_batches', 'infinite_batches', 'feature_pair', 'hosted', 'quick_run']
 
 # %% ../nbs/01_data.ipynb #8d51dcf5
 import base64
@@ -49,6 +49,7 @@ class TensorDomain(Dataset):
     name: str
     classes: tuple[str, ...]
     standardise: bool = False
+    labelled: bool = True  # False: `y` is a placeholder (a target whose labels are unknown), never scored
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
@@ -584,6 +585,84 @@ def infinite_batches(dataset: Dataset, batch_size: int, shuffle: bool = True, ge
     for n_pass in itertools.count():  # a new seed at every pass: new random crops of each image
         yield from load_batches(dataset, _index_batches(len(dataset), batch_size, shuffle, generator, rank, world),
                                 device, seed=base_seed * 1_000_003 + n_pass, **loader_kwargs)
+
+# %% ../nbs/01_data.ipynb #1a999eb9
+def _read_features(path: Path) -> dict[str, np.ndarray]:
+    "The arrays of one feature file, without unpickling."
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: give the .npz file of your features, or a folder of them") from None
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable feature file: {unreadable_npz(err)}") from err
+
+def _feature_domain(arrays: dict, prefix: str, path: Path, classes: tuple[str, ...], name: str,
+                    labels_needed: bool) -> TensorDomain | None:
+    "The domain `prefix` of a feature file (`{prefix}features`, `{prefix}labels`), checked; None if absent."
+    x, y = arrays.get(f"{prefix}features"), arrays.get(f"{prefix}labels")
+    if x is None:
+        return None
+    where = f"{path}: '{prefix}features'"
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{where} should be an N×D array of numbers, got shape {x.shape} and dtype {x.dtype}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{where} holds values that are not finite")
+    if y is None:
+        if labels_needed:
+            raise ValueError(f"{path} has no '{prefix}labels': the source's labels are what SRDC learns from")
+        return TensorDomain(torch.from_numpy(x.astype(np.float32)), torch.zeros(len(x), dtype=torch.long), name, classes,
+                            labelled=False)  # a target whose labels are unknown: trained on and scored without them
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: '{prefix}labels' should hold one integer class per row of '{prefix}features'")
+    if len(y) and not 0 <= y.min() <= y.max() < len(classes):
+        raise ValueError(f"{path}: '{prefix}labels' run from {y.min()} to {y.max()}, outside the {len(classes)} classes")
+    return TensorDomain(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)), name, classes)
+
+def _held_out(domain: TensorDomain, share: float, seed: int) -> tuple[TensorDomain, TensorDomain]:
+    "(train, test) of a domain: a seeded `share` held out for testing."
+    order = torch.randperm(len(domain), generator=torch.Generator().manual_seed(seed))
+    cut = max(1, int(round(len(domain) * share)))
+    test, train = order[:cut].sort().values, order[cut:].sort().values
+    pick = lambda idx, part: TensorDomain(domain.x[idx], domain.y[idx], f"{domain.name}/{part}", domain.classes)  # noqa: E731
+    return pick(train, "train"), pick(test, "test")
+
+def _train_test(whole: TensorDomain, test: TensorDomain | None, share: float, seed: int) -> tuple[TensorDomain, TensorDomain]:
+    "(train, test) of a domain: the file's own test split, else a held-out share; an unlabelled target is only itself."
+    if test is not None:
+        return whole, test
+    return _held_out(whole, share, seed) if whole.labelled else (whole, whole)
+
+def feature_pair(path, source: str | None = None, target: str | None = None, test_share: float = 0.2,
+                 seed: int = 0) -> DomainPair:
+    "A `DomainPair` of feature vectors from one .npz file (source_*/target_* arrays) or a folder of one .npz per domain."
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if source is None or target is None:
+            raise ValueError(f"{path} is a folder of feature files: name the source and the target (e.g. amazon, webcam)")
+        files = {name: path / f"{name}.npz" for name in (source, target)}
+        parts = {name: _read_features(p) for name, p in files.items()}
+        arrays = {f"{role}_{key}": value for role, name in (("source", source), ("target", target))
+                  for key, value in parts[name].items()}
+        arrays["classes"] = parts[source].get("classes")
+        if parts[target].get("classes") is not None and not np.array_equal(parts[target]["classes"], arrays["classes"]):
+            raise ValueError(f"{files[source]} and {files[target]} name different classes")
+    else:
+        arrays, source, target = _read_features(path), source or "source", target or "target"
+    if arrays.get("classes") is None or arrays["classes"].ndim != 1 or len(arrays["classes"]) < 2:
+        raise ValueError(f"{path} needs 'classes': an array of at least two class names")
+    classes = tuple(str(c) for c in arrays["classes"])
+    domains = {}
+    for role, name in (("source", source), ("target", target)):
+        whole = _feature_domain(arrays, f"{role}_", path, classes, name, labels_needed=role == "source")
+        if whole is None:
+            raise ValueError(f"{path} has no '{role}_features'" if not path.is_dir() else f"{path / (name + '.npz')} has no 'features'")
+        test = _feature_domain(arrays, f"{role}_test_", path, classes, f"{name}/test", labels_needed=True)
+        domains[role] = _train_test(whole, test, test_share, seed)
+    (s_train, s_test), (t_train, t_test) = domains["source"], domains["target"]
+    if s_train.x.shape[1] != t_train.x.shape[1]:
+        raise ValueError(f"{path}: source features have {s_train.x.shape[1]} dimensions, target features {t_train.x.shape[1]}")
+    return DomainPair(s_train, s_test, t_train, t_test, classes)
 
 # %% ../nbs/01_data.ipynb #04f788d6
 def hosted() -> bool:

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .cluster import (accuracy, class_means, cluster_accuracy, cluster_sizes, epoch_centres, initial_centroids, kmeans,
-                          nmi)
+                          nmi, per_class_accuracy)
 from .core import SDRCConfig, auxiliary_distribution, mean_entropy, soft_assignment, source_weights
 from .data import evaluation_view, load_batches
 from .distributed import gather_rows, is_main, shard
@@ -56,7 +56,7 @@ def extract(model: SRDCNet, domains: list[Dataset], calibrate_on: Dataset, bn_sa
         mine = shard(len(domain))
         columns = _outputs(model, evaluation_view(domain), torch.arange(mine.start, mine.stop), 256, **loader_kwargs)
         *feats, logits = [gather_rows(c, len(domain)) for c in columns]
-        results.append(Extracted(feats, logits, domain.y.to(device)))
+        results.append(Extracted(feats, logits, domain.y.to(device) if getattr(domain, "labelled", True) else None))
     return results
 
 # %% ../nbs/04d_observe.ipynb #15edc536
@@ -151,6 +151,7 @@ def _label_metrics(obs: Observation, pred_train: Tensor, pred_test: Tensor, k: i
     metrics = {}
     if obs.test.y is not None:
         metrics["acc_f"] = accuracy(pred_test, obs.test.y)
+        metrics["acc_f_per_class"] = per_class_accuracy(pred_test, obs.test.y, k)
     if obs.target.y is not None:
         metrics.update(acc_f_train=accuracy(pred_train, obs.target.y), nmi=nmi(obs.kmeans_labels[0], obs.target.y),
                        cluster_acc=cluster_accuracy(obs.kmeans_labels[0], obs.target.y, k))

@@ -154,6 +154,7 @@ def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> 
 METRICS = {
     "acc_f": "accuracy of f on the target test split",
     "acc_f_train": "accuracy of f on the target training images (transductive)",
+    "acc_f_per_class": "mean over the classes of the accuracy of f on each, on the target test split",
     "acc_centre_j": "accuracy of the nearest K-means centroid in space j on the target test split",
     "agree_centre_j": "share of the target test split where the nearest K-means centroid in space j agrees with f",
     "acc_learned_j": "accuracy of the nearest learned centre in space j (as the epoch before left it) on the target test split",

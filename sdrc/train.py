@@ -388,8 +388,9 @@ Trainer.open_run, Trainer.make_recorder, Trainer.close = _open_run, _make_record
 def summary_line(epoch: int, m: dict) -> str:
     "One line per epoch."
     centres = " ".join(f"centre{j} {m[f'acc_centre_{j}']:.3f}" for j in range(4) if f"acc_centre_{j}" in m)
-    line = (f"epoch {epoch:3d}  acc f {m['acc_f']:.3f} (train {m['acc_f_train']:.3f})  {centres}  cluster {m['cluster_acc']:.3f}  "
-            f"H(P) {m['entropy_p']:.3f}  H(Q) {m['entropy_q']:.3f}")
+    labels = (f"acc f {m['acc_f']:.3f} (train {m['acc_f_train']:.3f})  {centres}  cluster {m['cluster_acc']:.3f}  "
+              if "acc_f" in m else "no target labels  ")
+    line = f"epoch {epoch:3d}  {labels}H(P) {m['entropy_p']:.3f}  H(Q) {m['entropy_q']:.3f}"
     if "train_loss" in m:
         line += f"  loss {m['train_loss']:.3f}"
     if m["collapsed"]:

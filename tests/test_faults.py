@@ -570,3 +570,47 @@ def test_a_run_on_a_read_only_disk_can_be_reported_elsewhere(finished, tmp_path,
     code, err, escaped = run_cli(["report", str(run), "--layout", "pca", "--out", str(tmp_path / "r.html")])
     assert code == 0 and escaped is None and (tmp_path / "r.html").is_file(), err
     assert not list(run.glob("embedding_pca_*"))
+
+
+def _feature_file(path: Path, **changes) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    arrays = dict(source_features=np.eye(3)[y] * 3 + rng.normal(size=(60, 3)), source_labels=y,
+                  target_features=np.eye(3)[y] * 3 + 1 + rng.normal(size=(60, 3)), target_labels=y,
+                  classes=np.array(["a", "b", "c"]))
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_training_on_a_feature_file(tmp_path):
+    code, err, escaped = run_cli(["train", "--features", str(_feature_file(tmp_path / "f.npz")), "--epochs", "2",
+                                  "--batch-size", "16", "--threads", "1", "--out", str(tmp_path / "run"), "--no-report"])
+    assert code == 0 and escaped is None, err
+    run = RunRecord.open(tmp_path / "run")
+    assert run.meta["classes"] == ["a", "b", "c"] and run.epochs[-1]["acc_f"] > 0.5
+
+
+def test_training_on_features_without_target_labels(tmp_path, capsys):
+    path = _feature_file(tmp_path / "f.npz", target_labels=None)
+    code, err, escaped = run_cli(["train", "--features", str(path), "--epochs", "2", "--batch-size", "16", "--threads", "1",
+                                  "--out", str(tmp_path / "run"), "--no-report"])
+    assert code == 0 and escaped is None, err
+    run = RunRecord.open(tmp_path / "run")
+    assert all("acc_f" not in m and "score_im" in m for m in run.epochs)
+    assert run.record(run.epoch_numbers()[-1]).target_y is None
+    code, err, escaped = run_cli(["select", str(tmp_path / "run")])
+    assert code == 0 and escaped is None, err
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    (dict(classes=None), "needs 'classes'"),
+    (dict(source_labels=None), "has no 'source_labels'"),
+    (dict(source_labels=np.arange(60) % 3 + 5), "'source_labels' run from 5 to 7, outside the 3 classes"),
+    (dict(target_features=np.full((60, 3), np.nan)), "'target_features' holds values that are not finite"),
+    (dict(target_features=np.ones((60, 4))), "source features have 3 dimensions, target features 4"),
+    (dict(source_labels=np.arange(59) % 3), "'source_labels' should hold one integer class per row"),
+])
+def test_a_feature_file_that_does_not_fit(tmp_path, changes, fragment):
+    path = _feature_file(tmp_path / "f.npz", **changes)
+    expect_clear_error(["train", "--features", str(path), "--epochs", "2", "--out", str(tmp_path / "run")], fragment)
