@@ -67,6 +67,9 @@ def resume_on_cpu(run: Path, checkpoint: Path, data, record_samples: int) -> dic
 def cpu_spread(pair: str = "mnist:usps", method: str = "SRDC official", epochs: int = 30) -> dict:
     "Final accuracies of the CPU runs of the same recipe, over seeds."
     finals = list(finals_by_seed(read_results(REPO / "bench" / "digits_results.jsonl"), pair, method, epochs).values())
+    if len(finals) < 2:
+        raise SystemExit(f"bench/digits_results.jsonl holds {len(finals)} CPU run(s) of {method} on {pair}: at least 2 are "
+                         f"needed for a spread; run `python bench/digits.py --pairs {pair} --methods '{method}'` first")
     return dict(seeds=len(finals), mean=statistics.mean(finals), std=statistics.stdev(finals), low=min(finals), high=max(finals))
 
 

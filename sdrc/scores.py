@@ -104,14 +104,16 @@ SCORE_NAMES = dict(entropy="entropy", im="IM", bnm="BNM", snd="SND", ami="AMI", 
 
 def label_free_scores(p: Tensor, features: Tensor, kmeans_labels: Tensor, source_features: Tensor | None = None,
                       source_test: tuple[Tensor, Tensor, Tensor] | None = None, snd_points: int = 2000,
-                      seed: int = 0) -> dict[str, float]:
+                      seed: int = 0) -> dict[str, float | None]:
     """Every score of one epoch, named `score_NAME`. `features`: the target's, in the space to cluster; `source_test`:
-    (features, logits, labels) of the source test split and `source_features` those of the source training split."""
+    (features, logits, labels) of the source test split and `source_features` those of the source training split. AMI is None
+    (undecided, recorded as null) when there are fewer target points than classes."""
     k = p.shape[1]
     sample = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))[:snd_points].to(p.device)
     pred = p.argmax(1)
+    ami = ami_score(features, pred, k, seed) if len(features) >= k else None
     scores = dict(score_entropy=entropy_score(p), score_im=im_score(p), score_bnm=bnm_score(p),
-                  score_snd=snd_score(p[sample]), score_ami=ami_score(features, pred, k, seed),
+                  score_snd=snd_score(p[sample]), score_ami=ami,
                   score_agree=float((kmeans_labels.to(pred.device) == pred).double().mean()))
     if source_test is not None:
         val, logits, y = source_test

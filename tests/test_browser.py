@@ -72,7 +72,7 @@ def test_report_explains_itself_in_a_real_browser(browser, runs, tmp_path):
     page.wait_for_function(f"{xs} !== {last_x!r}", timeout=10_000)  # the points moved ...
     assert page.evaluate(frame) == last_frame  # ... and the frame did not
     cursor = "document.getElementById('metrics').layout.shapes.filter(s => s.name === 'cursor').map(s => s.x0).join(',')"
-    assert page.evaluate(cursor) == "0,0,0"  # the metrics' cursor follows the slider
+    assert page.evaluate(cursor) == "0,0,0,0"  # the cursor of each panel (three and the scores below) follows the slider
     assert page.locator("#epoch-label").text_content() == "epoch 0"
     assert "accuracy of f on the target test split" in page.locator("#metrics .legendtext").all_text_contents()
     bars_title = "document.getElementById('bars').layout.title.text"

@@ -20,8 +20,8 @@ NOTEBOOK_CELLS = [
     "import threading, time\nfrom sdrc.data import make_domain_pair\nfrom sdrc.recipe import Recipe, Runtime\n"
     "from sdrc.train import train\nfrom sdrc.explorer import ClusterExplorer",
     "toy = make_domain_pair(n_per_class=40, num_classes=3, dim=4, shift='translate', amount=1.5, seed=0)\n"
-    "go = threading.Event()  # after epoch 0, training waits for the explorer, then takes about a second per epoch\n"
-    "slow = Runtime(progress=False, log=lambda line: (go.wait(), time.sleep(1.0)))\n"
+    "go = threading.Event()  # after epoch 0, training waits for the explorer, then about 2.5 s an epoch\n"
+    "slow = Runtime(progress=False, log=lambda line: (go.wait(), time.sleep(2.5)))\n"
     "threading.Thread(target=train, args=(toy, Recipe(epochs=6, batch_size=32, record_samples=100), slow), "
     "kwargs=dict(out='run')).start()",
     "ex = ClusterExplorer('run', space=1, method='pca', follow=True, poll_seconds=0.3)\ngo.set()\nex",
@@ -89,7 +89,7 @@ def test_a_followed_run_grows_in_jupyterlab_while_it_trains(browser, lab, tmp_pa
     title.wait_for(timeout=120_000)
     label = page.locator(".widget-html-content b").first
     seen = {label.text_content()}
-    deadline = time.time() + 90
+    deadline = time.time() + 150
     while "epoch 6" not in seen and time.time() < deadline:
         seen.add(label.text_content())
         time.sleep(0.3)
