@@ -103,15 +103,16 @@ SCORE_NAMES = dict(entropy="entropy", im="IM", bnm="BNM", snd="SND", ami="AMI", 
                    source_acc="source accuracy", dev="DEV")  # short names for legends
 
 def label_free_scores(p: Tensor, features: Tensor, kmeans_labels: Tensor, source_features: Tensor | None = None,
-                      source_test: tuple[Tensor, Tensor, Tensor] | None = None, snd_points: int = 2000,
+                      source_test: tuple[Tensor, Tensor, Tensor] | None = None, sample_points: int = 2000,
                       seed: int = 0) -> dict[str, float | None]:
     """Every score of one epoch, named `score_NAME`. `features`: the target's, in the space to cluster; `source_test`:
-    (features, logits, labels) of the source test split and `source_features` those of the source training split. AMI is None
-    (undecided, recorded as null) when there are fewer target points than classes."""
+    (features, logits, labels) of the source test split and `source_features` those of the source training split. SND and AMI
+    are computed on a seeded sample of at most `sample_points` target points, which keeps them to about a second on a
+    large target; AMI is None (undecided, recorded as null) when there are fewer points than classes."""
     k = p.shape[1]
-    sample = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))[:snd_points].to(p.device)
-    pred = p.argmax(1)
-    ami = ami_score(features, pred, k, seed) if len(features) >= k else None
+    sample = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))[:sample_points].to(p.device)
+    pred, in_order = p.argmax(1), sample.sort().values
+    ami = ami_score(features[in_order], pred[in_order], k, seed) if len(sample) >= k else None
     scores = dict(score_entropy=entropy_score(p), score_im=im_score(p), score_bnm=bnm_score(p),
                   score_snd=snd_score(p[sample]), score_ami=ami,
                   score_agree=float((kmeans_labels.to(pred.device) == pred).double().mean()))
