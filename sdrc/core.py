@@ -134,6 +134,8 @@ def auxiliary_distribution(p: Tensor, kind: str = "srdc", beta: float = 1.0, one
     _check_choice(kind, "kind", AUX_KINDS)
     if p.dtype in (torch.float16, torch.bfloat16):
         p = p.float()
+    if bool(p.amax() > 1):  # rows of mass, not probabilities: Q does not change when P is scaled as a whole, and
+        p = p / p.amax()   # scaled to at most 1, P's column sums cannot overflow
     return _auxiliary(p, kind, beta, onehot)
 
 def _auxiliary(p: Tensor, kind: str, beta: float, onehot) -> Tensor:
@@ -182,7 +184,12 @@ def log_soft_assignment(z: Tensor, centres: Tensor, alpha: float = 1.0, norm: st
         raise ValueError("`alpha` (degrees of freedom) must be positive")
     _check_choice(norm, "norm", KERNEL_NORMS)
     dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
-    return _log_assignment(z.to(dtype), centres.to(dtype), alpha, norm)
+    log_p = _log_assignment(z.to(dtype), centres.to(dtype), alpha, norm)
+    if not torch.isfinite(log_p).all():
+        scale = max(float(z.abs().max()), float(centres.abs().max()))
+        raise ValueError(f"p̂ is not finite for features as large as {scale:.3g}: their squared distances overflow "
+                         f"{dtype}; scale the features down (or pass float64)")
+    return log_p
 
 def _log_assignment(z: Tensor, centres: Tensor, alpha: float, norm: str) -> Tensor:
     "`log_soft_assignment` without the checks, for callers that have validated their inputs."
@@ -196,11 +203,15 @@ def soft_assignment(z: Tensor, centres: Tensor, alpha: float = 1.0, norm: str = 
     return log_soft_assignment(z, centres, alpha, norm).exp()
 
 # %% ../nbs/00_core.ipynb #67ef94aa
+def _unit_scale(x: Tensor) -> Tensor:
+    "Each row divided by its largest magnitude: the cosine does not change, and its norms cannot overflow."
+    return x / x.abs().amax(1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
 def source_weights(z_s: Tensor, y_s: Tensor, centroids: Tensor) -> Tensor:
     "Soft source selection (eq. 12): ½(1 + cos(z_s, centroids[y_s])) for each source sample, in [0, 1]."
     _check_features(z_s, centroids, "z_s", "centroids")
     _check_labels(y_s, "y_s", z_s.shape[0], centroids.shape[0])
-    cosine = F.cosine_similarity(z_s, centroids[y_s.long()].to(z_s.dtype), dim=1)  # uint8 labels would index as a mask
+    cosine = F.cosine_similarity(_unit_scale(z_s), _unit_scale(centroids[y_s.long()].to(z_s.dtype)), dim=1)  # uint8 labels would index as a mask
     return (0.5 * (1 + cosine)).clamp(0, 1)
 
 # %% ../nbs/00_core.ipynb #69f88696

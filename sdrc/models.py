@@ -56,7 +56,12 @@ def digit_net(num_classes: int = 10, in_channels: int = 3, feature_dim: int = 50
 def resnet50_net(num_classes: int, weights: str | None = "IMAGENET1K_V1", bottleneck_dim: int = 512) -> SRDCNet:
     "torchvision ResNet-50 (fc removed, 2048-d z) + Linear(2048, bottleneck_dim)-BN-ReLU + linear classifier; a pre-trained backbone learns at 0.1×."
     from torchvision.models import resnet50
-    backbone = resnet50(weights=weights)
+    try:
+        backbone = resnet50(weights=weights)
+    except OSError as err:  # URLError and friends: the weights are downloaded on first use
+        raise OSError(f"the ImageNet weights of ResNet-50 ({weights}) are not in torch's cache and could not be downloaded "
+                      f"({err}); connect once to fetch them (they are kept under {torch.hub.get_dir()}), "
+                      "or train from scratch with --no-pretrained (weights=None)") from err
     backbone.fc = nn.Identity()
     return SRDCNet(backbone, 2048, num_classes, bottleneck_dim, backbone_lr_mult=1.0 if weights is None else 0.1)
 

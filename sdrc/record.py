@@ -90,6 +90,11 @@ class Recorder:
         if self.writer is not None:
             self.writer.close()
 
+    def check_folder(self) -> None:
+        "Raise if the run folder was deleted or replaced since it was claimed (nothing to check without a folder)."
+        if self.writer is not None:
+            self.writer.check_folder()
+
     def __enter__(self) -> "Recorder":
         return self
 

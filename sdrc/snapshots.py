@@ -148,7 +148,18 @@ def record_from_arrays(arrays: dict[str, np.ndarray], where: str = "record") -> 
         for key in keys:
             _check_field(f, key, arrays[key], sizes, where)
         values[f.name] = [arrays[k] for k in keys] if f.per_space else arrays[keys[0]]
+    _check_widths(arrays, spaces, where)
     return EpochRecord(**values)
+
+def _check_widths(arrays: dict[str, np.ndarray], spaces: int, where: str) -> None:
+    "Raise unless every feature-space array of space j (features, centres, centroids) is as wide as `centres_j`."
+    for j in range(spaces):
+        width = arrays[f"centres_{j}"].shape[1:]
+        for f in RECORD_FIELDS:
+            key = f"{f.name}_{j}"
+            if f.per_space and f.name != "target_phat" and key in arrays and arrays[key].shape[1:] != width:
+                raise ValueError(f"{where}: {key!r} has {arrays[key].shape[1:]} features per row, while centres_{j} has "
+                                 f"{width}: its arrays were not recorded together")
 
 # %% ../nbs/04_snapshots.ipynb #5b7191f3
 METRICS = {
@@ -230,6 +241,13 @@ class RunLock:
         self.fd = fd
         return self
 
+    def still_held(self) -> bool:
+        "Whether the lock file is still the one this process locked: false once its folder is deleted or replaced."
+        try:
+            return self.fd is not None and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         "Give the lock up (the file stays, emptied)."
         if self.fd is not None:
@@ -251,10 +269,17 @@ class RunWriter:
     def _save(self) -> None:
         write_json(self.folder / RUN_FILE, {"format_version": FORMAT_VERSION, **self.meta, "epochs": self.epochs})
 
+    def check_folder(self) -> None:
+        "Raise if the folder was deleted or replaced since it was claimed: writing would make a new one without the run."
+        if self.lock is not None and not self.lock.still_held():
+            raise FileNotFoundError(f"{self.folder} was deleted or replaced while its run was writing it: the run stops "
+                                    "here, as its earlier records are gone; start it again")
+
     def add_epoch(self, epoch: int, metrics: dict, record: EpochRecord | None = None) -> None:
         "Record `epoch`: its arrays (if any) first, then its metrics in `run.json`."
         for name in metrics:
             metric_label(name)  # a metric without a label is refused
+        self.check_folder()
         if record is not None:
             write_arrays(self.folder / epoch_file(epoch), record.to_arrays())
         self.epochs = [m for m in self.epochs if m["epoch"] != epoch] + [{"epoch": epoch, **metrics}]
@@ -389,4 +414,11 @@ class RunRecord:
         "The record of `epoch`, loaded without unpickling and checked against the schema."
         path = self.folder / epoch_file(epoch)
         arrays = read_arrays(path, f"epoch {epoch} has no record (recorded: {self.epoch_numbers()})")
-        return record_from_arrays(arrays, str(path))
+        record = record_from_arrays(arrays, str(path))
+        shape = dict(spaces=[c.shape[1:] for c in record.centres], classes=len(record.centres[0]),
+                     target=len(record.target_index), source=len(record.source_index))
+        first = self.__dict__.setdefault("_record_shape", shape)  # the first record read sets what the others must be
+        if shape != first:
+            raise ValueError(f"{path} does not fit the other epochs' records: features per row, classes and sampled "
+                             f"points {shape} against {first}; it was not written by this run")
+        return record

@@ -193,6 +193,18 @@ def test_a_full_disk_in_the_first_epoch_then_resume(bundle, tmp_path, monkeypatc
     assert RunRecord.open(tmp_path / "run").epoch_numbers() == [0, 1, 2]
 
 
+def test_the_run_folder_deleted_while_training(bundle, tmp_path, monkeypatch):
+    "Someone deletes the run folder after epoch 0: the run stops with one line rather than write a folder without it."
+    import sdrc.train
+    line = sdrc.train.summary_line
+    def delete_then_say(epoch, metrics):
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        return line(epoch, metrics)
+    monkeypatch.setattr(sdrc.train, "summary_line", delete_then_say)
+    expect_clear_error(train_args(bundle, tmp_path / "run"), "was deleted or replaced while its run was writing it")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_loss_that_diverges_stops_with_the_likely_cause(bundle, tmp_path):
     expect_clear_error(train_args(bundle, tmp_path / "run", "--lr", "1e12"), "training diverged", "learning rate")
 
@@ -202,6 +214,87 @@ def test_a_loss_that_diverges_stops_with_the_likely_cause(bundle, tmp_path):
 def test_a_bundle_with_five_channel_images(tmp_path):
     bad = write_bundle(tmp_path / "bad", mnistm_channels=5)
     expect_clear_error(train_args(bad, tmp_path / "run", "--target", "mnistm"), "'mnistm_x' should hold N×H×W×3")
+
+
+def _bundle_with(tmp_path: Path, **changes) -> Path:
+    "A small bundle with some of its arrays replaced."
+    folder = write_bundle(tmp_path / "changed")
+    with np.load(folder / "digits_real.npz") as npz:
+        arrays = dict(npz)
+    arrays.update(changes)
+    np.savez(folder / "digits_real.npz", **arrays)
+    return folder
+
+
+@pytest.mark.parametrize("images, labels", [(0, 0), (2, 2)], ids=["an empty domain", "two images"])
+def test_a_bundle_with_too_few_images(tmp_path, images, labels):
+    folder = _bundle_with(tmp_path, usps_x=np.zeros((images, 16, 16), np.uint8), usps_y=np.zeros(labels, np.uint8))
+    expect_clear_error(train_args(folder, tmp_path / "run"), f"usps holds {images} images", "at least 20 images")
+
+
+def test_a_bundle_with_empty_images(tmp_path):
+    folder = _bundle_with(tmp_path, usps_x=np.zeros((260, 0, 0), np.uint8))
+    expect_clear_error(train_args(folder, tmp_path / "run"), "usps holds 260 images of 0×0 pixels", "at least 8×8")
+
+
+def test_a_bundle_with_float_labels(tmp_path):
+    folder = _bundle_with(tmp_path, usps_y=np.full(260, 2.5, np.float32))
+    expect_clear_error(train_args(folder, tmp_path / "run"), "'usps_y' should be a 1-D uint8 array", "float32")
+
+
+def test_imagenet_weights_without_a_network(tmp_path, monkeypatch):
+    "A benchmark run needs ImageNet's ResNet-50 weights; with no cached copy and no network, the line says what to do."
+    import urllib.error
+    import torchvision.models._api as weights_api
+    from test_cli import _office_tree
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", no_network)
+    _office_tree(tmp_path / "office31")
+    expect_clear_error(["train", "--benchmark", "office31", "--source", "A", "--target", "W", "--data",
+                        str(tmp_path / "office31"), "--epochs", "2", "--out", str(tmp_path / "run")],
+                       "ImageNet weights of ResNet-50", "could not be downloaded", "--no-pretrained")
+
+
+def _small_resnet(monkeypatch):
+    "A small network in place of ResNet-50, so that a benchmark run takes seconds."
+    import sdrc.cli as cli
+    from torch import nn
+    from sdrc.models import SRDCNet
+    monkeypatch.setattr(cli, "resnet50_net", lambda num_classes, weights: SRDCNet(
+        nn.Sequential(nn.Conv2d(3, 8, 7, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 8, num_classes, 8))
+
+
+def _office_args(root: Path, out: Path, *more: str) -> list[str]:
+    return ["train", "--benchmark", "office31", "--source", "A", "--target", "W", "--data", str(root), "--epochs", "2",
+            "--batch-size", "4", "--record-samples", "4", "--no-pretrained", "--no-report", "--out", str(out), *more]
+
+
+def test_a_list_file_that_is_not_utf8(tmp_path):
+    from test_cli import _office_tree
+    _office_tree(tmp_path / "office31")
+    (tmp_path / "list.txt").write_bytes("amazon/images/bike/0.jpg 0\n".encode("utf-16"))
+    expect_clear_error(_office_args(tmp_path / "office31", tmp_path / "run", "--source-list", str(tmp_path / "list.txt")),
+                       "list.txt is not UTF-8 text", "save it as UTF-8")
+
+
+def test_a_list_file_with_a_byte_order_mark_is_read(tmp_path):
+    "Some editors start a UTF-8 file with a byte-order mark: it is not part of the first path."
+    from test_cli import _office_tree
+    from sdrc.data import benchmark_domain
+    _office_tree(tmp_path / "office31")
+    (tmp_path / "list.txt").write_text("amazon/images/bike/0.jpg 0\namazon/images/mug/1.jpg 1\n", encoding="utf-8-sig")
+    domain = benchmark_domain("office31", "A", tmp_path / "office31", tmp_path / "list.txt")
+    assert [p.name for p, _ in domain.samples] == ["0.jpg", "1.jpg"] and domain.y.tolist() == [0, 1]
+
+
+def test_a_corrupt_image_met_while_training(tmp_path, monkeypatch):
+    "An image that cannot be decoded stops the run with one line naming it."
+    from test_cli import _office_tree
+    _small_resnet(monkeypatch)
+    _office_tree(tmp_path / "office31")
+    (tmp_path / "office31" / "amazon" / "images" / "mug" / "1.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    expect_clear_error(_office_args(tmp_path / "office31", tmp_path / "run"), "cannot read image", "mug/1.jpg")
 
 
 def test_a_truncated_bundle(bundle, tmp_path):
@@ -312,8 +405,14 @@ def damage_checkpoint(run: Path, change) -> None:
     (lambda s: s["model"].update({k: torch.zeros(3) for k in list(s["model"])[:1]}), "does not fit this run's network"),
     (lambda s: s["centres"].clear(), "does not fit this run's network"),
     (lambda s: s.update(centre_grads=[torch.zeros(2)]), "does not fit this run's network"),
+    (lambda s: next(iter(s["model"].values())).fill_(float("nan")), "holds weights that are not finite"),
+    (lambda s: s["centres"].update({k: v * float("inf") for k, v in s["centres"].items()}), "not finite (centres."),
+    (lambda s: next(iter(s["optimizer"]["state"].values())).update(momentum_buffer=torch.zeros(3, 3)),
+     "the optimizer's momentum_buffer has shape (3, 3)"),
+    (lambda s: s["optimizer"]["param_groups"][0].update(lr="0.01"), "the optimizer's settings are not numbers"),
 ], ids=["no model", "no optimizer", "next epoch 1e9", "next epoch 0", "next epoch bool", "wrong shape",
-        "no centres", "centre gradients"])
+        "no centres", "centre gradients", "NaN weights", "infinite centres", "optimizer state of another shape",
+        "a string for the learning rate"])
 def test_a_damaged_checkpoint(bundle, finished, tmp_path, change, fragment):
     run = copy_of(finished, tmp_path)
     damage_checkpoint(run, change)
@@ -539,6 +638,8 @@ def test_a_run_json_nested_too_deeply(finished, tmp_path):
     ("target_pred", lambda a: a + 99, "'target_pred' should hold classes 0 to 9"),
     ("target_p", lambda a: -a, "'target_p' should hold probabilities"),
     ("centres_0", lambda a: a * np.nan, "'centres_0' holds values that are not finite"),
+    ("target_p", lambda a: a[:-3], "'target_p' has 27 rows"),
+    ("target_feat_1", lambda a: a[:, :-1], "'target_feat_1' has"),
 ])
 def test_records_no_run_can_write(finished, tmp_path, key, change, fragment):
     run = copy_of(finished, tmp_path)
@@ -547,6 +648,15 @@ def test_records_no_run_can_write(finished, tmp_path, key, change, fragment):
     arrays[key] = change(arrays[key])
     np.savez(run / "epoch_001.npz", **arrays)
     expect_clear_error(["report", str(run), "--layout", "pca"], "epoch_001.npz", fragment)
+
+
+def test_records_of_another_width_than_the_runs(finished, tmp_path):
+    "One epoch's record consistent in itself but narrower in space 1 than the others: named, not concatenated blindly."
+    run = copy_of(finished, tmp_path)
+    with np.load(run / "epoch_001.npz") as npz:
+        arrays = {key: (a[:, :-1] if key.endswith("_1") and "phat" not in key else a) for key, a in npz.items()}
+    np.savez(run / "epoch_001.npz", **arrays)
+    expect_clear_error(["report", str(run), "--layout", "pca"], "epoch_001.npz", "features per row", "other epochs")
 
 
 def test_a_record_holding_python_objects_gives_no_pickle_advice(finished, tmp_path):
