@@ -63,7 +63,7 @@ def snd_score(p: Tensor, temperature: float = 0.05, chunk: int = 1024) -> float:
 # %% ../nbs/03a_scores.ipynb #22a83d2e
 def ami_score(features: Tensor, pred: Tensor, k: int, seed: int = 0) -> float:
     "Adjusted mutual information between K-means clusters (k-means++, seeded) of `features` and the predictions."
-    x = features.detach().float().cpu().numpy()
+    x = features.detach().double().cpu().numpy()  # float64: scikit-learn's k-means++ is several times slower on float32
     if len(x) < k:
         raise ValueError(f"AMI needs at least as many points as classes: {len(x)} points, {k} classes")
     clusters = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(x)
