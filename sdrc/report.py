@@ -70,7 +70,7 @@ D.runs.forEach(run => { run.xy = unpack(run.coords, Float32Array); run.lab = {};
   for (const c in run.labels) run.lab[c] = unpack(run.labels[c], Uint16Array);
   for (const n in run.dists) run.d[n] = unpack(run.dists[n], Uint16Array); });
 const E = D.runs[0].epochs.length;
-const state = {e: E - 1, colouring: 'prediction', selected: {run: 0, point: 0}, timer: null};
+const state = {e: E - 1, colouring: 'prediction', selected: {run: 0, point: 0}, image: null, timer: null};
 const cfg = {responsive: true, displaylogo: false};
 function groups(run, e) {
   const n = run.n_target, m = run.n_source, base = e * (n + m) * 2, lab = run.lab[state.colouring];
@@ -82,10 +82,17 @@ function groups(run, e) {
   const c = run.centres[e];
   return {xs, ys, ids, sx, sy, cx: c.map(p => p[0]), cy: c.map(p => p[1])};
 }
+function path(run, e) {
+  // the selected image's place at every epoch up to e, in this run's fixed frame (empty where the run did not record it)
+  const p = state.image === null ? -1 : run.index.indexOf(state.image), n = run.n_target, m = run.n_source, xs = [], ys = [];
+  for (let t = 0; p >= 0 && t <= e; t++) { const at = (t * (n + m) + p) * 2; xs.push(run.xy[at]); ys.push(run.xy[at + 1]); }
+  return {xs, ys};
+}
 function drawScatter(r) {
-  const run = D.runs[r], g = groups(run, state.e), div = document.getElementById('scatter-' + r);
-  const idx = [...Array(K + 3).keys()];
-  Plotly.restyle(div, {x: [...g.xs, [], g.sx, g.cx], y: [...g.ys, [], g.sy, g.cy]}, idx);
+  const run = D.runs[r], g = groups(run, state.e), div = document.getElementById('scatter-' + r), trail = path(run, state.e);
+  const idx = [...Array(K + 5).keys()], last = trail.xs.length - 1;
+  Plotly.restyle(div, {x: [...g.xs, [], g.sx, g.cx, trail.xs, last < 0 ? [] : [trail.xs[last]]],
+                       y: [...g.ys, [], g.sy, g.cy, trail.ys, last < 0 ? [] : [trail.ys[last]]]}, idx);
   Plotly.restyle(div, {customdata: g.ids}, [...Array(K).keys()]);
   Plotly.relayout(div, {'title.text': run.label + ': epoch ' + run.epochs[state.e]});
 }
@@ -104,24 +111,48 @@ function drawBars() {
 function setEpoch(e) {
   state.e = e; document.getElementById('epoch').value = e;
   document.getElementById('epoch-label').textContent = 'epoch ' + D.runs[0].epochs[e];
-  D.runs.forEach((_, r) => drawScatter(r)); drawCursor(); drawBars();
+  D.runs.forEach((_, r) => drawScatter(r)); drawCursor(); drawBars(); writeLink();
+}
+function select(r, p) { state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; setEpoch(state.e); }
+function writeLink() {
+  // the view in the page's address: epoch, colouring and the selected image, so that a copied link opens the same view
+  const view = {epoch: D.runs[0].epochs[state.e], colour: state.colouring};
+  if (state.image !== null) Object.assign(view, {run: state.selected.run, image: state.image});
+  history.replaceState(null, '', '#' + new URLSearchParams(view).toString());
+  document.getElementById('link').value = location.href;
+}
+function readLink() {
+  const view = new URLSearchParams(location.hash.slice(1)), e = D.runs[0].epochs.indexOf(+view.get('epoch'));
+  const menu = document.getElementById('colouring'), r = +view.get('run');
+  if ([...menu.options].some(o => o.value === view.get('colour'))) { state.colouring = menu.value = view.get('colour'); }
+  if (view.has('image') && D.runs[r]) { const p = D.runs[r].index.indexOf(+view.get('image'));
+    if (p >= 0) { state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; } }
+  return view.has('epoch') && e >= 0 ? e : E - 1;
 }
 D.runs.forEach((run, r) => {
   const div = document.getElementById('scatter-' + r);
   Plotly.newPlot(div, FIG.scatters[r].data, FIG.scatters[r].layout, cfg);
-  div.on('plotly_click', ev => { const pt = ev.points[0];
-    if (pt.curveNumber < K) { state.selected = {run: r, point: pt.customdata}; drawBars(); } });
+  Plotly.addTraces(div, [{x: [], y: [], mode: 'lines+markers', name: 'path of the selected image', showlegend: false,
+                          hoverinfo: 'skip', line: {color: '#222', width: 1.5}, marker: {size: 4, color: '#222'}},
+                         {x: [], y: [], mode: 'markers', name: 'selected image', showlegend: false, hoverinfo: 'skip',
+                          marker: {symbol: 'circle-open', size: 18, color: '#000', line: {width: 3}}}]);
+  div.on('plotly_click', ev => { const pt = ev.points[0]; if (pt.curveNumber < K) select(r, pt.customdata); });
 });
 Plotly.newPlot('bars', FIG.bars.data, FIG.bars.layout, cfg);
 Plotly.newPlot('metrics', FIG.metrics.data, FIG.metrics.layout, cfg);
 document.getElementById('epoch').addEventListener('input', ev => setEpoch(+ev.target.value));
 document.getElementById('colouring').addEventListener('change', ev => { state.colouring = ev.target.value; setEpoch(state.e); });
+document.getElementById('copy-link').addEventListener('click', () => {
+  const link = document.getElementById('link'); link.select();
+  if (navigator.clipboard) navigator.clipboard.writeText(link.value).catch(() => document.execCommand('copy'));
+  else document.execCommand('copy');
+});
 document.getElementById('play').addEventListener('click', ev => {
   if (state.timer) { clearInterval(state.timer); state.timer = null; ev.target.textContent = '▶ play'; return; }
   ev.target.textContent = '❚❚ pause'; if (state.e === E - 1) setEpoch(0);
   state.timer = setInterval(() => { if (state.e >= E - 1) { clearInterval(state.timer); state.timer = null; ev.target.textContent = '▶ play'; } else setEpoch(state.e + 1); }, 700);
 });
-setEpoch(E - 1);
+setEpoch(readLink());
 document.body.dataset.ready = 'yes';
 """
 
@@ -138,7 +169,9 @@ def _captions(views: list[RunView]) -> dict[str, str]:
                  "or 'source points' to show the labelled source images as grey crosses). Stars are the centres, drawn where "
                  "their K-means cluster lies. The frame is the same at every epoch, so when you play the epochs the points move "
                  "and the frame stays still. What to look for: target images of one class gathering into one island, with its "
-                 "centre in it, and islands of different classes drifting apart."),
+                 "centre in it, and islands of different classes drifting apart. Click a point: that image is ringed, in every run "
+                 "beside it too, with its path up to the epoch shown; the page's address (copy link) keeps the epoch, the "
+                 "colouring and the selected image, so a link opens the same view."),
         bars=("P is what the classifier f believes about the clicked image, Q the target that SRDC trains P towards (eq. 2: "
               "P re-weighted by cluster size), p̂ its soft assignment to the centres (eq. 4). Click any point of a scatter; "
               "the bars follow the slider. A p̂ that stays flat at 1/K says the feature-space terms have nothing to teach."),
@@ -169,7 +202,9 @@ def _page(views: list[RunView], figures: dict, data: dict) -> str:
             f"<p class='note'>{esc(views[0].note)}</p>"
             f"<div id='controls'><button id='play'>▶ play</button><input type='range' id='epoch' min='0' "
             f"max='{len(views[0].epochs) - 1}' step='1'><span id='epoch-label'></span>"
-            f"<label>colour by <select id='colouring'>{options}</select></label></div>"
+            f"<label>colour by <select id='colouring'>{options}</select></label>"
+            f"<button id='copy-link' title='the address of this view: epoch, colouring and the selected image'>copy link"
+            f"</button><input id='link' readonly size='40' aria-label='link to this view'></div>"
             f"<h2>The target, epoch by epoch</h2><p class='caption'>{esc(caps['scatter'])}</p>"
             f"<div class='runs' style='--runs:{len(views)}'>{scatters}</div>"
             f"<h2>P, Q and p̂ of one image</h2><p class='caption'>{esc(caps['bars'])}</p><div id='bars' class='plot'></div>"

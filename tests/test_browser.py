@@ -91,6 +91,34 @@ def test_report_explains_itself_in_a_real_browser(browser, runs, tmp_path):
     page.close()
 
 
+def test_a_clicked_image_is_followed_and_the_view_shared(browser, runs, tmp_path):
+    "A click rings the image in every run with its path so far; the page's address restores epoch, colouring and image."
+    report = write_report([runs / "official", runs / "paper"], tmp_path / "both.html", method="pca")
+    page, errors, requests = open_page(browser, report)
+    set_epoch(page, 2)
+    box = page.locator("#scatter-0 .scatterlayer .trace").nth(1).locator(".point").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("location.hash.includes('image=')", timeout=10_000)
+    image = page.evaluate("state.image")
+    for r in (0, 1):  # the same image, ringed in both runs, with its path over epochs 0, 1 and 2
+        trail, ring = page.evaluate(f"document.getElementById('scatter-{r}').data.slice(-2).map(t => t.x.length)")
+        assert (trail, ring) == (3, 1)
+    set_epoch(page, 4)
+    assert page.evaluate("document.getElementById('scatter-1').data.slice(-2).map(t => t.x.length)") == [5, 1]
+    page.select_option("#colouring", "true class")
+    link = page.evaluate("document.getElementById('link').value")
+    assert f"image={image}" in link and "epoch=4" in link and "colour=true+class" in link
+    shared = browser.new_page(viewport={"width": 1400, "height": 1000})
+    shared.goto(report.as_uri() + "#epoch=1&colour=true+class&run=1&image=" + str(image))
+    shared.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    assert shared.locator("#epoch-label").text_content() == "epoch 1"
+    assert shared.evaluate("document.getElementById('colouring').value") == "true class"
+    assert shared.evaluate("document.getElementById('scatter-0').data.slice(-2).map(t => t.x.length)") == [2, 1]
+    assert f"image {image} " in shared.evaluate("document.getElementById('bars').layout.title.text")
+    assert not errors and not requests, (errors, requests)
+    page.close(), shared.close()
+
+
 def test_runs_side_by_side_in_a_real_browser(browser, runs, tmp_path):
     report = write_report([runs / "official", runs / "paper"], tmp_path / "both.html", method="pca")
     page, errors, _ = open_page(browser, report)
