@@ -58,6 +58,11 @@ def _build(self: ClusterExplorer) -> None:
     self.epoch_label = W.HTML()
     width = 760 if len(self.shown) == 1 else 1200 // len(self.shown)
     self.scatters = [go.FigureWidget(scatter_figure(v, last, gl=True).update_layout(width=width)) for v in self.shown]
+    for fig in self.scatters:  # the last two traces follow the selected image: its path so far, and a ring where it is
+        fig.add_scatter(x=[], y=[], mode="lines+markers", name="path of the selected image", showlegend=False,
+                        hoverinfo="skip", line=dict(color="#222", width=1.5), marker=dict(size=4, color="#222"))
+        fig.add_scatter(x=[], y=[], mode="markers", name="selected image", showlegend=False, hoverinfo="skip",
+                        marker=dict(symbol="circle-open", size=18, color="#000", line=dict(width=3)))
     self.details = go.FigureWidget(distributions_figure(self.shown[0].classes, distributions(self.shown[0], last, 0))
                                    .update_layout(width=760))
     self.metrics = go.FigureWidget(metrics_figure(self.shown).update_layout(width=1200))
@@ -154,8 +159,20 @@ def _select(self: ClusterExplorer, run: int, point: int) -> None:
     if self.images is not None:
         self.picture.value = image_png(self.images, int(record.target_index[point]))
         self.picture.layout.display = None
+    self.mark_selected()
 
-ClusterExplorer.redraw, ClusterExplorer.select = _redraw, _select
+def _mark_selected(self: ClusterExplorer) -> None:
+    "Ring the selected target image in every run shown (where it was recorded), with its path over the epochs so far."
+    run, point = self.selected
+    i, image = self.slider.value, int(self.shown[run].records[self.slider.value].target_index[point])
+    for fig, view in zip(self.scatters, self.shown):
+        found = np.flatnonzero(view.records[i].target_index == image)
+        path = view.embedding.coords[:i + 1, found[0]] if len(found) else np.empty((0, 2))
+        with fig.batch_update():
+            fig.data[-2].update(x=path[:, 0], y=path[:, 1])
+            fig.data[-1].update(x=path[-1:, 0], y=path[-1:, 1])
+
+ClusterExplorer.redraw, ClusterExplorer.select, ClusterExplorer.mark_selected = _redraw, _select, _mark_selected
 
 # %% ../nbs/06a_explorer.ipynb #3d163d10
 def image_png(images, index: int) -> bytes:
