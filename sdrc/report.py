@@ -68,9 +68,11 @@ const K = D.classes.length;
 function unpack(s, Type) { const b = atob(s), u = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) u[i] = b.charCodeAt(i); return new Type(u.buffer); }
 D.runs.forEach(run => { run.xy = unpack(run.coords, Float32Array); run.lab = {}; run.d = {};
   for (const c in run.labels) run.lab[c] = unpack(run.labels[c], Uint16Array);
-  for (const n in run.dists) run.d[n] = unpack(run.dists[n], Uint16Array); });
+  for (const n in run.dists) run.d[n] = unpack(run.dists[n], Uint16Array);
+  run.pos = new Map(run.index.map((image, p) => [image, p])); });
 const E = D.runs[0].epochs.length;
-const state = {e: E - 1, colouring: 'prediction', selected: {run: 0, point: 0}, image: null, timer: null};
+const state = {e: E - 1, colouring: 'prediction', selected: {run: 0, point: 0}, image: null, group: [], showGroup: false,
+               timer: null};
 const cfg = {responsive: true, displaylogo: false};
 function groups(run, e) {
   const n = run.n_target, m = run.n_source, base = e * (n + m) * 2, lab = run.lab[state.colouring];
@@ -82,6 +84,13 @@ function groups(run, e) {
   const c = run.centres[e];
   return {xs, ys, ids, sx, sy, cx: c.map(p => p[0]), cy: c.map(p => p[1])};
 }
+function placesOf(run, images, e) {
+  // where the given target images lie at epoch e in this run's frame (those the run recorded)
+  const n = run.n_target, m = run.n_source, xs = [], ys = [];
+  images.forEach(image => { const p = run.pos.get(image);
+    if (p !== undefined) { const at = (e * (n + m) + p) * 2; xs.push(run.xy[at]); ys.push(run.xy[at + 1]); } });
+  return {xs, ys};
+}
 function path(run, e) {
   // the selected image's place at every epoch up to e, in this run's fixed frame (empty where the run did not record it)
   const p = state.image === null ? -1 : run.index.indexOf(state.image), n = run.n_target, m = run.n_source, xs = [], ys = [];
@@ -90,9 +99,9 @@ function path(run, e) {
 }
 function drawScatter(r) {
   const run = D.runs[r], g = groups(run, state.e), div = document.getElementById('scatter-' + r), trail = path(run, state.e);
-  const idx = [...Array(K + 5).keys()], last = trail.xs.length - 1;
-  Plotly.restyle(div, {x: [...g.xs, [], g.sx, g.cx, trail.xs, last < 0 ? [] : [trail.xs[last]]],
-                       y: [...g.ys, [], g.sy, g.cy, trail.ys, last < 0 ? [] : [trail.ys[last]]]}, idx);
+  const idx = [...Array(K + 6).keys()], last = trail.xs.length - 1, group = placesOf(run, state.group, state.e);
+  Plotly.restyle(div, {x: [...g.xs, [], g.sx, g.cx, trail.xs, last < 0 ? [] : [trail.xs[last]], group.xs],
+                       y: [...g.ys, [], g.sy, g.cy, trail.ys, last < 0 ? [] : [trail.ys[last]], group.ys]}, idx);
   Plotly.restyle(div, {customdata: g.ids}, [...Array(K).keys()]);
   Plotly.relayout(div, {'title.text': run.label + ': epoch ' + run.epochs[state.e]});
 }
@@ -101,8 +110,38 @@ function drawCursor() {
   div.layout.shapes.forEach((s, i) => { if (s.name === 'cursor') { update['shapes[' + i + '].x0'] = x; update['shapes[' + i + '].x1'] = x; } });
   Plotly.relayout(div, update);
 }
+function groupMeans(run, e) {
+  // the mean P, Q and p̂ over the selected group's images recorded in this run
+  const n = run.n_target, ps = state.group.map(image => run.pos.get(image)).filter(p => p !== undefined);
+  return [ps.length, ['P', 'Q', 'p̂'].map(name => { const mean = new Array(K).fill(0);
+    ps.forEach(p => { for (let k = 0; k < K; k++) mean[k] += run.d[name][(e * n + p) * K + k] / 65535 / ps.length; });
+    return mean; })];
+}
+function classCounts(run, colouring, e) {
+  // 'class ×count' for the selected group's images under one class colouring, largest first
+  if (!run.lab[colouring]) return 'not recorded';
+  const n = run.n_target, counts = new Array(K).fill(0);
+  state.group.forEach(image => { const p = run.pos.get(image); if (p !== undefined) counts[run.lab[colouring][e * n + p]]++; });
+  return [...counts.keys()].filter(k => counts[k]).sort((a, b) => counts[b] - counts[a])
+    .map(k => D.classes[k] + ' ×' + counts[k]).join(', ') || 'none';
+}
+function drawGroup() {
+  const box = document.getElementById('group'); box.replaceChildren();
+  const say = text => { const line = document.createElement('div'); line.textContent = text; box.appendChild(line); };
+  if (!state.group.length) { say('No group selected: choose the box or lasso tool at the top right of a scatter and draw ' +
+                                 'around some points; their images are then marked in every run.'); return; }
+  D.runs.forEach(run => { const [count] = groupMeans(run, state.e);
+    say(run.label + ', epoch ' + run.epochs[state.e] + ': ' + count + ' of the ' + state.group.length + ' selected images; ' +
+        'true class ' + classCounts(run, 'true class', state.e) + '; predicted ' + classCounts(run, 'prediction', state.e)); });
+}
 function drawBars() {
   const {run: r, point: p} = state.selected, run = D.runs[r], n = run.n_target, e = state.e;
+  if (state.showGroup) {
+    const [count, means] = groupMeans(run, e);
+    Plotly.restyle('bars', {y: means}, [0, 1, 2]);
+    Plotly.relayout('bars', {'title.text': run.label + ', epoch ' + run.epochs[e] + ': mean over the ' + count + ' selected images'});
+    return;
+  }
   const values = ['P', 'Q', 'p̂'].map(name => Array.from(run.d[name].subarray((e * n + p) * K, (e * n + p + 1) * K), v => v / 65535));
   const truth = run.lab['true class'] ? D.classes[run.lab['true class'][e * n + p]] : 'not recorded';
   Plotly.restyle('bars', {y: values}, [0, 1, 2]);
@@ -111,13 +150,20 @@ function drawBars() {
 function setEpoch(e) {
   state.e = e; document.getElementById('epoch').value = e;
   document.getElementById('epoch-label').textContent = 'epoch ' + D.runs[0].epochs[e];
-  D.runs.forEach((_, r) => drawScatter(r)); drawCursor(); drawBars(); writeLink();
+  D.runs.forEach((_, r) => drawScatter(r)); drawCursor(); drawBars(); drawGroup(); writeLink();
 }
-function select(r, p) { state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; setEpoch(state.e); }
+function select(r, p) {
+  state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; state.showGroup = false; setEpoch(state.e);
+}
+function selectGroup(r, images) {
+  state.group = images; state.showGroup = images.length > 0; state.selected = {run: r, point: state.selected.point};
+  setEpoch(state.e);
+}
 function writeLink() {
   // the view in the page's address: epoch, colouring and the selected image, so that a copied link opens the same view
   const view = {epoch: D.runs[0].epochs[state.e], colour: state.colouring};
   if (state.image !== null) Object.assign(view, {run: state.selected.run, image: state.image});
+  if (state.group.length) Object.assign(view, {run: state.selected.run, group: state.group.join('-')});
   history.replaceState(null, '', '#' + new URLSearchParams(view).toString());
   document.getElementById('link').value = location.href;
 }
@@ -127,6 +173,10 @@ function readLink() {
   if ([...menu.options].some(o => o.value === view.get('colour'))) { state.colouring = menu.value = view.get('colour'); }
   if (view.has('image') && D.runs[r]) { const p = D.runs[r].index.indexOf(+view.get('image'));
     if (p >= 0) { state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; } }
+  if (view.get('group') && D.runs[r]) {
+    state.group = view.get('group').split('-').map(Number).filter(image => D.runs.some(run => run.pos.has(image)));
+    state.showGroup = state.group.length > 0; state.selected = {run: r, point: state.selected.point};
+  }
   return view.has('epoch') && e >= 0 ? e : E - 1;
 }
 D.runs.forEach((run, r) => {
@@ -135,8 +185,12 @@ D.runs.forEach((run, r) => {
   Plotly.addTraces(div, [{x: [], y: [], mode: 'lines+markers', name: 'path of the selected image', showlegend: false,
                           hoverinfo: 'skip', line: {color: '#222', width: 1.5}, marker: {size: 4, color: '#222'}},
                          {x: [], y: [], mode: 'markers', name: 'selected image', showlegend: false, hoverinfo: 'skip',
-                          marker: {symbol: 'circle-open', size: 18, color: '#000', line: {width: 3}}}]);
+                          marker: {symbol: 'circle-open', size: 18, color: '#000', line: {width: 3}}},
+                         {x: [], y: [], mode: 'markers', name: 'selected group', showlegend: false, hoverinfo: 'skip',
+                          marker: {symbol: 'square-open', size: 9, color: '#d62728', line: {width: 1.5}}}]);
   div.on('plotly_click', ev => { const pt = ev.points[0]; if (pt.curveNumber < K) select(r, pt.customdata); });
+  div.on('plotly_selected', ev => { if (ev) selectGroup(r, ev.points.filter(pt => pt.curveNumber < K).map(pt => run.index[pt.customdata])); });
+  div.on('plotly_deselect', () => selectGroup(r, []));
 });
 Plotly.newPlot('bars', FIG.bars.data, FIG.bars.layout, cfg);
 Plotly.newPlot('metrics', FIG.metrics.data, FIG.metrics.layout, cfg);
@@ -174,7 +228,10 @@ def _captions(views: list[RunView]) -> dict[str, str]:
                  "colouring and the selected image, so a link opens the same view."),
         bars=("P is what the classifier f believes about the clicked image, Q the target that SRDC trains P towards (eq. 2: "
               "P re-weighted by cluster size), p̂ its soft assignment to the centres (eq. 4). Click any point of a scatter; "
-              "the bars follow the slider. A p̂ that stays flat at 1/K says the feature-space terms have nothing to teach."),
+              "the bars follow the slider. A p̂ that stays flat at 1/K says the feature-space terms have nothing to teach. Draw a "
+              "box or lasso around points instead (the tools at the top right of a scatter): the bars then show the group's "
+              "mean, the lines above count its true and predicted classes in every run, and red squares mark the same "
+              "images in the runs beside it."),
         metrics=(("Left: accuracy on the target of f, of the nearest centre and of the K-means clusters; " if labelled(views) else
                   "Left: no accuracy, since the target's labels were not recorded; ") + "middle: how sure P, Q "
                  "and p̂ are (0 is certain, log K uniform); right: the share of the target each class is predicted as (1/K "
@@ -207,7 +264,8 @@ def _page(views: list[RunView], figures: dict, data: dict) -> str:
             f"</button><input id='link' readonly size='40' aria-label='link to this view'></div>"
             f"<h2>The target, epoch by epoch</h2><p class='caption'>{esc(caps['scatter'])}</p>"
             f"<div class='runs' style='--runs:{len(views)}'>{scatters}</div>"
-            f"<h2>P, Q and p̂ of one image</h2><p class='caption'>{esc(caps['bars'])}</p><div id='bars' class='plot'></div>"
+            f"<h2>P, Q and p̂ of one image, or of a group</h2><p class='caption'>{esc(caps['bars'])}</p>"
+            f"<div id='group' class='caption'></div><div id='bars' class='plot'></div>"
             f"<h2>How the run went</h2><p class='caption'>{esc(caps['metrics'])}</p><div id='metrics' class='plot'></div>"
             f"<script>{plotly.offline.get_plotlyjs()}</script>"
             f"<script type='application/json' id='sdrc-figures'>{blob(figures)}</script>"

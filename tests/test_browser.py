@@ -91,6 +91,10 @@ def test_report_explains_itself_in_a_real_browser(browser, runs, tmp_path):
     page.close()
 
 
+FOLLOWED = ("['path of the selected image', 'selected image'].map(name => "
+            "document.getElementById('scatter-{r}').data.find(t => t.name === name).x.length)")
+
+
 def test_a_clicked_image_is_followed_and_the_view_shared(browser, runs, tmp_path):
     "A click rings the image in every run with its path so far; the page's address restores epoch, colouring and image."
     report = write_report([runs / "official", runs / "paper"], tmp_path / "both.html", method="pca")
@@ -101,10 +105,10 @@ def test_a_clicked_image_is_followed_and_the_view_shared(browser, runs, tmp_path
     page.wait_for_function("location.hash.includes('image=')", timeout=10_000)
     image = page.evaluate("state.image")
     for r in (0, 1):  # the same image, ringed in both runs, with its path over epochs 0, 1 and 2
-        trail, ring = page.evaluate(f"document.getElementById('scatter-{r}').data.slice(-2).map(t => t.x.length)")
+        trail, ring = page.evaluate(FOLLOWED.format(r=r))
         assert (trail, ring) == (3, 1)
     set_epoch(page, 4)
-    assert page.evaluate("document.getElementById('scatter-1').data.slice(-2).map(t => t.x.length)") == [5, 1]
+    assert page.evaluate(FOLLOWED.format(r=1)) == [5, 1]
     page.select_option("#colouring", "true class")
     link = page.evaluate("document.getElementById('link').value")
     assert f"image={image}" in link and "epoch=4" in link and "colour=true+class" in link
@@ -113,10 +117,35 @@ def test_a_clicked_image_is_followed_and_the_view_shared(browser, runs, tmp_path
     shared.wait_for_selector("body[data-ready=yes]", timeout=30_000)
     assert shared.locator("#epoch-label").text_content() == "epoch 1"
     assert shared.evaluate("document.getElementById('colouring').value") == "true class"
-    assert shared.evaluate("document.getElementById('scatter-0').data.slice(-2).map(t => t.x.length)") == [2, 1]
+    assert shared.evaluate(FOLLOWED.format(r=0)) == [2, 1]
     assert f"image {image} " in shared.evaluate("document.getElementById('bars').layout.title.text")
     assert not errors and not requests, (errors, requests)
     page.close(), shared.close()
+
+
+def test_a_group_drawn_with_the_box_tool_is_counted_and_marked_in_every_run(browser, runs, tmp_path):
+    "Box-select points in one run: the bars show the group's mean, its classes are counted, the other run marks them."
+    report = write_report([runs / "official", runs / "paper"], tmp_path / "both.html", method="pca")
+    page, errors, requests = open_page(browser, report)
+    page.locator("#scatter-0 .modebar-btn[data-val='select']").first.click()
+    plot = page.locator("#scatter-0 .nsewdrag").first.bounding_box()
+    page.mouse.move(plot["x"] + 2, plot["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(plot["x"] + plot["width"] / 2, plot["y"] + plot["height"] - 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function("state.group.length > 0", timeout=10_000)
+    group = page.evaluate("state.group.length")
+    assert 0 < group < 150
+    assert f"mean over the {group} selected images" in page.evaluate("document.getElementById('bars').layout.title.text")
+    lines = page.locator("#group div").all_text_contents()
+    assert len(lines) == 2 and all(f"of the {group} selected images" in line and "true class" in line for line in lines)
+    counted = sum(int(part.split("×")[1]) for part in lines[0].split("; true class ")[1].split(";")[0].split(", "))
+    assert counted == group  # the true classes counted add up to the group
+    marked = page.evaluate("document.getElementById('scatter-1').data.find(t => t.name === 'selected group').x.length")
+    assert marked == group  # every selected image was recorded in the other run too (same pair, same sample)
+    assert "group=" in page.evaluate("location.hash")
+    assert not errors and not requests, (errors, requests)
+    page.close()
 
 
 def test_runs_side_by_side_in_a_real_browser(browser, runs, tmp_path):
