@@ -168,7 +168,9 @@ def _squared_distances(z: Tensor, centres: Tensor) -> Tensor:
     return d2.clamp_min(0)
 
 def _check_features(z, centres, name: str = "z", centres_name: str = "centres") -> None:
-    "Raise unless `z` (N×D) and `centres` (K×D) are finite feature matrices of the same width D."
+    "Raise unless `z` (N×D) and `centres` (K×D) are finite feature matrices of the same width D, on one device."
+    if isinstance(z, Tensor) and isinstance(centres, Tensor) and z.device != centres.device:
+        raise ValueError(f"`{name}` is on {z.device} and `{centres_name}` on {centres.device}: move them to one device")
     _check_tensor(z, name, 2, "N samples × D features")
     _check_tensor(centres, centres_name, 2, "K centres × D features")
     if z.shape[1] != centres.shape[1]:

@@ -53,6 +53,13 @@ class TensorDomain(Dataset):
     labelled: bool = True  # False: `y` is a placeholder (a target whose labels are unknown), never scored
 
     def __post_init__(self):
+        if self.x.ndim not in (2, 4):
+            raise ValueError(f"domain {self.name!r}: inputs should be N×D features or N×C×H×W images, got shape "
+                             f"{tuple(self.x.shape)}")
+        whole = not self.y.is_floating_point() or bool((self.y == self.y.round()).all())  # 2.0 is class 2; 2.5 is no class
+        if self.y.ndim != 1 or self.y.is_complex() or not whole:
+            raise ValueError(f"domain {self.name!r}: labels should be a 1-D tensor of class indices, got {self.y.dtype} "
+                             f"of shape {tuple(self.y.shape)}" + ("" if whole else " holding fractions"))
         if len(self.x) != len(self.y):
             raise ValueError(f"domain {self.name!r}: {len(self.x)} inputs but {len(self.y)} labels")
         self.y = self.y.long()
@@ -137,7 +144,7 @@ DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGITS_FILE = "digits_real.npz"
 DEFAULT_DATA_DIR = Path("~/.cache/sdrc")
 TRAIN_SIZES = {"mnist": 4000, "usps": 7291, "mnistm": 1600}
-MIN_DOMAIN_IMAGES = 20  # fewer cannot make a training split and a test split worth the name
+MIN_DOMAIN_IMAGES = 3  # a training split of two (batch norm needs two) and a test split of one
 _BUNDLE_LAYOUT = {"mnist_x": 3, "mnist_y": 1, "usps_x": 3, "usps_y": 1, "mnistm_x": 4, "mnistm_y": 1}
 
 # %% ../nbs/01_data.ipynb #118fd472
@@ -200,6 +207,8 @@ def prepare_images(x: np.ndarray, size: int = 32, channels: int = 3) -> Tensor:
         raise ValueError(f"`channels` must be 1 or 3, got {channels}")
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"`size` must be an integer ≥ 8, got {size!r}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"images should be N×H×W or N×H×W×C, got an array of shape {x.shape}")
     t = torch.from_numpy(np.ascontiguousarray(x))
     t = t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
     t = t.float()
@@ -462,6 +471,8 @@ def benchmark_domain(benchmark: str, domain: str, root, list_file=None, train: b
     bench = BENCHMARKS[benchmark]
     if domain not in bench.domains:
         raise ValueError(f"{benchmark} has no domain {domain!r}; its domains are {', '.join(bench.domains)}")
+    if root is None:
+        raise ValueError(f"`root` must be the folder that holds the {benchmark} images, got None")
     root = Path(root).expanduser()
     transform = train_transform() if train else test_transform()
     folder = root if list_file is not None else root / bench.domains[domain]

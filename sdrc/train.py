@@ -140,12 +140,17 @@ def make_loss(recipe: Recipe, num_classes: int) -> SDRCLoss:
 SMALL_TEST_SPLIT = 50
 
 def data_warnings(pair: DomainPair) -> list[str]:
-    "What is doubtful about the data: a target test split too small to measure accuracy by."
-    n = len(pair.target_test)
-    if n >= SMALL_TEST_SPLIT:
-        return []
-    return [f"the target test split has only {n} image(s): each is {100 / max(n, 1):.0f} points of accuracy, "
-            f"too coarse to compare methods (at least {SMALL_TEST_SPLIT} are advised)"]
+    """What is doubtful about the data: a target test split too small to measure accuracy by, or one whose labels hold
+    a single class (any classifier that predicts it scores 100 %)."""
+    n, said = len(pair.target_test), []
+    if n < SMALL_TEST_SPLIT:
+        said.append(f"the target test split has only {n} image(s): each is {100 / max(n, 1):.0f} points of accuracy, "
+                    f"too coarse to compare methods (at least {SMALL_TEST_SPLIT} are advised)")
+    y = pair.target_test.y
+    if getattr(pair.target_test, "labelled", True) and len(y) and bool((y == y[0]).all()):
+        said.append(f"every image of the target test split is labelled {pair.classes[int(y[0])]!r}: its accuracy says "
+                    "only whether that one class is predicted")
+    return said
 
 # %% ../nbs/05_train.ipynb #b4403673
 class Trainer:

@@ -626,3 +626,9 @@ def test_a_loss_that_does_not_check_its_inputs_never_makes_the_host_wait(host_wa
         assert host_waits(lambda: step(preset, True)) > 0, preset  # the checks do wait: the count sees them
     with pytest.raises(ValueError, match="outside"):  # and a checked loss still refuses bad labels
         SDRCLoss(3, "official")(**_batch(y_s=torch.tensor([0, 1, 3, 0])), lam=0.5)
+
+
+def test_features_and_centres_on_two_devices_are_refused_before_any_work():
+    "A user's tensors on two devices get one line naming both (the meta device stands in for a GPU here)."
+    with pytest.raises(ValueError, match="`z` is on meta and `centres` on cpu: move them to one device"):
+        soft_assignment(torch.zeros(3, 2, device="meta"), torch.zeros(2, 2))

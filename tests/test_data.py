@@ -1,5 +1,6 @@
 """Tests of sdrc.data: the real digit bundle, building it from tiny fake downloads, image lists, toy domains, batches."""
 import bz2
+import re
 import struct
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import assume, given, strategies as st
 from PIL import Image
 
 from sdrc import data as D
-from sdrc.data import (BENCHMARKS, DomainPair, ImageList, TensorDomain, atomic_write, benchmark_domain,
+from sdrc.data import (BENCHMARKS, DomainPair, ImageList, TensorDomain, atomic_write, benchmark_domain, benchmark_pair,
                        build_digits_bundle, digit_domain, digit_pair, find_digits_bundle, infinite_batches,
                        iterations_per_epoch, load_digits_bundle, make_domain_pair, mnistm_default_index,
                        prepare_images)
@@ -358,3 +359,16 @@ def test_a_flat_image_standardises_to_zero(value):
     "A constant channel has no spread: it becomes (up to rounding) 0, not NaN or a blown-up value."
     d = TensorDomain(torch.full((1, 3, 4, 4), value, dtype=torch.uint8), torch.tensor([0]), "flat", ("a",), standardise=True)
     torch.testing.assert_close(d[0][0], torch.zeros(3, 4, 4), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: TensorDomain(torch.zeros(4, 1, 1, 8, 8), torch.zeros(4, dtype=torch.long), "x", ["a", "b"]),
+     "inputs should be N×D features or N×C×H×W images"),
+    (lambda: TensorDomain(torch.zeros(4, 3), torch.tensor([0.5, 1, 0, 1]), "x", ["a", "b"]),
+     "labels should be a 1-D tensor of class indices"),
+    (lambda: prepare_images(np.zeros((4, 1, 1, 8, 8), np.uint8)), "images should be N×H×W or N×H×W×C"),
+    (lambda: benchmark_pair("office31", "A", "W", None), "`root` must be the folder that holds the office31 images"),
+], ids=["5-D inputs", "float labels", "5-D images", "no root"])
+def test_library_calls_with_inputs_no_domain_can_hold(call, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        call()

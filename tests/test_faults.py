@@ -229,7 +229,7 @@ def _bundle_with(tmp_path: Path, **changes) -> Path:
 @pytest.mark.parametrize("images, labels", [(0, 0), (2, 2)], ids=["an empty domain", "two images"])
 def test_a_bundle_with_too_few_images(tmp_path, images, labels):
     folder = _bundle_with(tmp_path, usps_x=np.zeros((images, 16, 16), np.uint8), usps_y=np.zeros(labels, np.uint8))
-    expect_clear_error(train_args(folder, tmp_path / "run"), f"usps holds {images} images", "at least 20 images")
+    expect_clear_error(train_args(folder, tmp_path / "run"), f"usps holds {images} images", "at least 3 images")
 
 
 def test_a_bundle_with_empty_images(tmp_path):
@@ -324,6 +324,15 @@ def test_a_tiny_test_split_warns_in_the_command_and_in_run_json(bundle, tmp_path
     assert code == 0 and escaped is None
     assert "sdrc: warning: the target test split has only 10 image(s)" in err
     assert "only 10 image(s)" in RunRecord.open(tmp_path / "run").meta["warnings"][0]
+
+
+def test_a_target_of_one_class_warns_that_its_accuracy_says_little(tmp_path):
+    "Every USPS image labelled 3: the run trains, and the command and run.json say what its accuracy can mean."
+    folder = _bundle_with(tmp_path, usps_y=np.full(260, 3, np.uint8))
+    code, err, escaped = run_cli(train_args(folder, tmp_path / "run"))
+    assert code == 0 and escaped is None
+    assert "sdrc: warning: every image of the target test split is labelled '3'" in err
+    assert any("labelled '3'" in w for w in RunRecord.open(tmp_path / "run").meta["warnings"])
 
 
 def test_recorded_p_hat_uses_the_runs_own_kernel(bundle, tmp_path):
