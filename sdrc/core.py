@@ -432,6 +432,17 @@ def _sdrc_forward(self: SDRCLoss, logits_s: Tensor, y_s: Tensor, logits_t: Tenso
             total = source_out + lam * (target + source_feat)
         else:
             total = target + lam * (source_out + source_feat)
+    if cfg.check_inputs:  # a checked call also refuses a result that is not a number (inputs near the float range)
+        _check_finite_loss(total, terms, [logits_s, logits_t], [*feats_s, *feats_t, *centres], dtype)
     return SDRCOutput(total, {**{k: v.detach() for k, v in terms.items()}, "loss": total.detach()})
+
+def _check_finite_loss(total: Tensor, terms: dict, logits: list, feats: list, dtype) -> None:
+    "Raise, naming the terms and how large the inputs were, when the loss is not finite."
+    if bool(torch.isfinite(total)):
+        return
+    bad = [name for name, value in terms.items() if not bool(torch.isfinite(value))]
+    largest = lambda xs: max((float(x.detach().abs().max()) for x in xs if x.numel()), default=0.0)  # noqa: E731
+    raise ValueError(f"the SRDC loss is not finite ({', '.join(bad) or 'total'}): logits as large as {largest(logits):.3g} and "
+                     f"features as large as {largest(feats):.3g} overflow {dtype}; scale them down (or pass float64)")
 
 SDRCLoss.forward = _sdrc_forward

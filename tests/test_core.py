@@ -2,6 +2,8 @@
 import math
 
 import numpy as np
+import re
+
 import pytest
 import torch
 from hypothesis import assume, given
@@ -632,3 +634,19 @@ def test_features_and_centres_on_two_devices_are_refused_before_any_work():
     "A user's tensors on two devices get one line naming both (the meta device stands in for a GPU here)."
     with pytest.raises(ValueError, match="`z` is on meta and `centres` on cpu: move them to one device"):
         soft_assignment(torch.zeros(3, 2, device="meta"), torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("scale_logits, scale_feats, names", [(1.0, 1e20, "tgt_feat_0, src_feat_0"), (1e38, 1.0, "tgt_out")],
+                         ids=["features of 1e20", "logits of 1e38"])
+def test_a_loss_that_overflows_is_refused_not_returned_as_nan(scale_logits, scale_feats, names):
+    "Inputs near float32's range make the loss overflow: a checked call names the terms and the sizes, never returns NaN."
+    g = torch.Generator().manual_seed(0)
+    logits_s, logits_t, y_s = torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g), torch.randint(0, 3, (8,), generator=g)
+    feats = [torch.randn(8, 4, generator=g) * scale_feats for _ in range(2)]
+    centres = [torch.randn(3, 4, generator=g) * scale_feats]
+    loss = SDRCLoss(3, preset="official", kernel_norm="sum")
+    with pytest.raises(ValueError, match=re.escape(f"the SRDC loss is not finite ({names})")):
+        loss(logits_s * scale_logits, y_s, logits_t * scale_logits, feats_s=feats[:1], feats_t=feats[1:], centres=centres)
+    out = SDRCLoss(3, preset="official", kernel_norm="sum", check_inputs=False)(
+        logits_s * scale_logits, y_s, logits_t * scale_logits, feats_s=feats[:1], feats_t=feats[1:], centres=centres)
+    assert not torch.isfinite(out.loss)  # unchecked (the trainer's way), the NaN is left to the caller's divergence check
