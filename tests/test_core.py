@@ -1,9 +1,8 @@
 """Tests of sdrc.core: golden values worked out by hand, properties on random inputs, and every failure case."""
 import math
-
-import numpy as np
 import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given
