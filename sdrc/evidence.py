@@ -11,7 +11,7 @@ import statistics
 import warnings
 from dataclasses import dataclass
 
-from scipy.stats import ttest_ind
+from scipy.stats import ttest_ind, ttest_rel
 
 # %% ../nbs/09_evidence.ipynb #6f25e077
 def mean_std(values, scale: float = 100, digits: int = 1) -> str:
@@ -26,22 +26,29 @@ def mean_std(values, scale: float = 100, digits: int = 1) -> str:
 # %% ../nbs/09_evidence.ipynb #94f078ae
 @dataclass(frozen=True)
 class Comparison:
-    "`runs` against `reference`: difference of the means, the larger spread, Welch's p (None for one run), the verdict."
+    """`runs` against `reference`: difference of the means, the larger spread (of the differences, when paired), the
+    p-value of Welch's test (of the paired t-test, when paired; None for one run) and the verdict."""
     diff: float
     spread: float
     p: float | None
     verdict: str  # "higher", "lower", "no difference" or "not decided"
+    paired: bool = False
 
     def __str__(self) -> str:
         if self.p is None:
             return f"{self.verdict} ({100 * self.diff:+.1f} points, one run on a side)"
-        return f"{self.verdict} ({100 * self.diff:+.1f} points, spread {100 * self.spread:.1f}, p = {self.p:.2f})"
+        spread = "spread of the run-by-run differences" if self.paired else "spread"
+        return f"{self.verdict} ({100 * self.diff:+.1f} points, {spread} {100 * self.spread:.1f}, p = {self.p:.2f})"
 
-def compare(runs, reference, alpha: float = 0.05) -> Comparison:
-    "The verdict on `runs` against `reference` (one value per seed each), by the rule above."
+def compare(runs, reference, alpha: float = 0.05, paired: bool = False) -> Comparison:
+    """The verdict on `runs` against `reference` (one value per seed each), by the rule above. `paired`: the two lists
+    are two readings of the same runs, in the same order (an epoch a score picks against the last epoch, say); the
+    rule is then applied to the run-by-run differences, with the paired t-test."""
     runs, reference = list(map(float, runs)), list(map(float, reference))
     if not runs or not reference:
         raise ValueError("both sets need at least one run")
+    if paired:
+        return _compare_paired(runs, reference, alpha)
     diff = statistics.mean(runs) - statistics.mean(reference)
     if len(runs) < 2 or len(reference) < 2:
         return Comparison(diff, math.nan, None, "not decided")
@@ -55,3 +62,19 @@ def compare(runs, reference, alpha: float = 0.05) -> Comparison:
     if abs(diff) <= spread or p > alpha:
         return Comparison(diff, spread, p, "no difference")
     return Comparison(diff, spread, p, "higher" if diff > 0 else "lower")
+
+def _compare_paired(runs: list[float], reference: list[float], alpha: float) -> Comparison:
+    "The rule on run-by-run differences: no difference within their spread or with the paired t-test's p above `alpha`."
+    if len(runs) != len(reference):
+        raise ValueError(f"paired runs need one reference per run: {len(runs)} runs, {len(reference)} references")
+    diffs = [a - b for a, b in zip(runs, reference)]
+    diff = statistics.mean(diffs)
+    if len(diffs) < 2:
+        return Comparison(diff, math.nan, None, "not decided", paired=True)
+    spread = statistics.stdev(diffs)
+    if spread <= 1e-9:  # every run moved by the same amount
+        return Comparison(diff, spread, 0.0 if abs(diff) > 1e-9 else 1.0, "no difference" if abs(diff) <= 1e-9 else
+                          ("higher" if diff > 0 else "lower"), paired=True)
+    p = float(ttest_rel(runs, reference).pvalue)
+    verdict = "no difference" if abs(diff) <= spread or p > alpha else ("higher" if diff > 0 else "lower")
+    return Comparison(diff, spread, p, verdict, paired=True)
