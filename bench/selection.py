@@ -13,6 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
+from sdrc.evidence import compare
 from sdrc.scores import SCORES
 from sdrc.select import choices
 
@@ -34,7 +35,8 @@ def summary(rows: list[dict], score: str) -> dict:
     vs_last = [100 * (c["acc"] - c["final"]) for c, _ in picks]
     bad = sum(h["collapsed"][c["epoch"]] or c["acc"] < c["best"] - BAD for c, h in picks)
     ws = [c["weighted_spearman"] for c, _ in picks if c["weighted_spearman"] == c["weighted_spearman"]]
-    return dict(n=len(picks), vs_best=vs_best, vs_last=vs_last, bad=bad, ws=statistics.mean(ws) if ws else None)
+    verdict = "" if score == "last epoch" else compare([c["acc"] for c, _ in picks], [c["final"] for c, _ in picks], paired=True).verdict
+    return dict(n=len(picks), vs_best=vs_best, vs_last=vs_last, bad=bad, ws=statistics.mean(ws) if ws else None, verdict=verdict)
 
 
 def pm(values: list[float]) -> str:
@@ -43,8 +45,8 @@ def pm(values: list[float]) -> str:
 
 def table(results: list[dict]) -> str:
     "One line per (pair, method, score)."
-    lines = ["| pair | method | score | runs | pick − best epoch (points) | pick − last epoch (points) | bad picks | weighted Spearman |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pair | method | score | runs | pick − best epoch (points) | pick − last epoch (points) | against the last epoch "
+             "| bad picks | weighted Spearman |", "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["pair"], r["method"]) for r in results if "history" in r}, key=lambda k: (k[0], k[1]))
     for pair, method in keys:
         rows = [r for r in results if r["pair"] == pair and r["method"] == method and "history" in r]
@@ -53,21 +55,23 @@ def table(results: list[dict]) -> str:
             if s:
                 ws = "—" if s["ws"] is None else f"{s['ws']:+.2f}"
                 lines.append(f"| {pair.replace(':', ' → ')} | {method} | {score} | {s['n']} | {pm(s['vs_best'])} | "
-                             f"{pm(s['vs_last'])} | {s['bad']} | {ws} |")
+                             f"{pm(s['vs_last'])} | {s['verdict']} | {s['bad']} | {ws} |")
     return "\n".join(lines)
 
 
 def overall(results: list[dict], methods: tuple[str, ...]) -> str:
     "Every score over all the runs of `methods` on every pair: mean loss against the best and the last epoch."
     rows = [r for r in results if r["method"] in methods and "history" in r]
+    if not rows:
+        return f"No run of {', '.join(methods)} kept its per-epoch history."
     lines = [f"Over {len(rows)} runs ({', '.join(methods)}, every pair and seed):", "",
-             "| score | pick − best epoch (points) | pick − last epoch (points) | bad picks | weighted Spearman |",
-             "|---|---|---|---|---|"]
+             "| score | pick − best epoch (points) | pick − last epoch (points) | against the last epoch | bad picks "
+             "| weighted Spearman |", "|---|---|---|---|---|---|"]
     for score in (*SCORES, "last epoch"):
         s = summary(rows, score)
         if s:
             ws = "—" if s["ws"] is None else f"{s['ws']:+.2f}"
-            lines.append(f"| {score} | {pm(s['vs_best'])} | {pm(s['vs_last'])} | {s['bad']} of {s['n']} | {ws} |")
+            lines.append(f"| {score} | {pm(s['vs_best'])} | {pm(s['vs_last'])} | {s['verdict']} | {s['bad']} of {s['n']} | {ws} |")
     return "\n".join(lines)
 
 
@@ -78,7 +82,9 @@ def main():
     args = parser.parse_args()
     results = [json.loads(line) for line in Path(args.results).read_text().splitlines()]
     srdc = tuple(sorted({r["method"] for r in results if r["method"].startswith("SRDC")}))
-    text = ("Label-free model selection on the digits benchmark (30 epochs; epochs 1–30 are the candidates)\n\n"
+    text = ("Label-free model selection on the digits benchmark (30 epochs; epochs 1–30 are the candidates). 'Against the "
+            "last epoch': the verdict on each run's pick against its last epoch, run by run (sdrc.evidence.compare, paired)."
+            "\n\n"
             + overall(results, srdc) + "\n\n" + overall(results, ("source-only", "DANN")) + "\n\nBy pair and method:\n\n"
             + table(results) + "\n")
     out = Path(args.out)
