@@ -213,7 +213,11 @@ def source_weights(z_s: Tensor, y_s: Tensor, centroids: Tensor) -> Tensor:
     "Soft source selection (eq. 12): ½(1 + cos(z_s, centroids[y_s])) for each source sample, in [0, 1]."
     _check_features(z_s, centroids, "z_s", "centroids")
     _check_labels(y_s, "y_s", z_s.shape[0], centroids.shape[0])
-    cosine = F.cosine_similarity(_unit_scale(z_s), _unit_scale(centroids[y_s.long()].to(z_s.dtype)), dim=1)  # uint8 labels would index as a mask
+    c = centroids[y_s.long()].to(z_s.dtype)  # (uint8 labels would index as a mask)
+    norms = torch.cat([z_s.norm(dim=1), c.norm(dim=1)])
+    if not bool(torch.isfinite(norms).all()) or bool((norms < 1e-8).any()):  # norms that overflow or vanish:
+        z_s, c = _unit_scale(z_s), _unit_scale(c)  # rows scaled to at most 1 in magnitude, which leaves each cosine as it is
+    cosine = F.cosine_similarity(z_s, c, dim=1)
     return (0.5 * (1 + cosine)).clamp(0, 1)
 
 # %% ../nbs/00_core.ipynb #69f88696
