@@ -90,3 +90,14 @@ def test_a_figure_that_cannot_be_drawn_stops_the_save(tmp_path, monkeypatch):
     with pytest.raises(CellExecutionError, match="Chrome|browser"):
         NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
 
+
+PLACEHOLDER = re.compile(r"\b(?:RUNTIME_(?:FULL|TEST)|(?:EXERCISE_)?ANSWERS?(?:_[A-Z0-9]+)?|WHAT_WE_MEASURED|FAULT_TALLY|"
+                         r"RECORD_OVERHEAD)\b")
+TEXTS = [*ALL, NBS.parent / "README.md", *sorted((NBS.parent / "bench").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", TEXTS, ids=lambda p: p.name)
+def test_no_placeholder_is_left_in_what_readers_see(path):
+    "Text written before its figures were measured holds a capitalised placeholder; none may reach a reader."
+    found = sorted(set(PLACEHOLDER.findall(path.read_text(encoding="utf-8"))))
+    assert not found, f"{path.name} still holds {found}"
