@@ -93,8 +93,8 @@ function placesOf(run, images, e) {
 }
 function path(run, e) {
   // the selected image's place at every epoch up to e, in this run's fixed frame (empty where the run did not record it)
-  const p = state.image === null ? -1 : run.index.indexOf(state.image), n = run.n_target, m = run.n_source, xs = [], ys = [];
-  for (let t = 0; p >= 0 && t <= e; t++) { const at = (t * (n + m) + p) * 2; xs.push(run.xy[at]); ys.push(run.xy[at + 1]); }
+  const xs = [], ys = [];
+  for (let t = 0; state.image !== null && t <= e; t++) { const at = placesOf(run, [state.image], t); xs.push(...at.xs); ys.push(...at.ys); }
   return {xs, ys};
 }
 function drawScatter(r) {

@@ -291,31 +291,37 @@ class RunWriter:
             self.lock.release()
 
 # %% ../nbs/04_snapshots.ipynb #fcfc0bd6
+def _claimed(folder: Path, work):
+    "Lock `folder`, clear its interrupted writes, and return `work(lock)`; if anything fails, the lock is given back."
+    lock = RunLock(folder).acquire()
+    try:
+        remove_leftovers(folder)
+        return work(lock)
+    except BaseException:
+        lock.release()
+        raise
+
+def _started(cls, folder: Path, meta: dict, lock: RunLock) -> RunWriter:
+    "A writer of a run that starts now in `folder`, its `run.json` written."
+    writer = cls(folder, meta, lock=lock)
+    writer._save()
+    return writer
+
 def _create(cls, folder: str | os.PathLike, meta: dict) -> RunWriter:
     "Claim a new run folder and write its `run.json`; a folder that already holds a run (or anything else) is refused."
     folder = Path(folder)
-    lock = RunLock(folder).acquire()
-    try:
-        remove_leftovers(folder)
+    def start(lock):
         if any(not _is_own_file(p) for p in folder.iterdir()):
             raise FileExistsError(f"{folder} exists and is not empty; choose another folder or resume the run in it")
-        writer = cls(folder, meta, lock=lock)
-        writer._save()
-    except BaseException:
-        lock.release()
-        raise
-    return writer
+        return _started(cls, folder, meta, lock)
+    return _claimed(folder, start)
 
 def _reopen(cls, folder: str | os.PathLike) -> RunWriter:
     "Claim an existing run folder to continue its run: lock it, clear interrupted writes, read `run.json`."
-    lock = RunLock(folder).acquire()
-    try:
-        remove_leftovers(folder)
+    def resume(lock):
         run = RunRecord.open(folder)
-    except BaseException:
-        lock.release()
-        raise
-    return cls(folder, run.meta, run.epochs, lock=lock)
+        return cls(folder, run.meta, run.epochs, lock=lock)
+    return _claimed(Path(folder), resume)
 
 _RUN_FILES = re.compile(r"(run\.json|epoch_\d{3,}\.npz|embedding_\w+_\d+\.npz|report\.html|checkpoint\.pt)$")
 
@@ -323,9 +329,7 @@ def _restart(cls, folder: str | os.PathLike, meta: dict) -> RunWriter:
     """Claim a run folder whose run stopped before its first checkpoint, and start the run again there: the folder
     may hold only what sdrc writes, and a `run.json` it holds must describe the same recipe and data."""
     folder = Path(folder)
-    lock = RunLock(folder).acquire()
-    try:
-        remove_leftovers(folder)
+    def start_again(lock):
         foreign = sorted(p.name for p in folder.iterdir() if not (_is_own_file(p) or _RUN_FILES.match(p.name)))
         if foreign:
             raise FileExistsError(f"{folder} holds files that are not a sdrc run's ({', '.join(foreign[:3])}); "
@@ -341,12 +345,8 @@ def _restart(cls, folder: str | os.PathLike, meta: dict) -> RunWriter:
         for p in folder.iterdir():
             if _RUN_FILES.match(p.name):
                 p.unlink()
-        writer = cls(folder, meta, lock=lock)
-        writer._save()
-    except BaseException:
-        lock.release()
-        raise
-    return writer
+        return _started(cls, folder, meta, lock)
+    return _claimed(folder, start_again)
 
 RunWriter.create, RunWriter.reopen, RunWriter.restart = classmethod(_create), classmethod(_reopen), classmethod(_restart)
 
