@@ -6,6 +6,7 @@
 __all__ = ['FIRST_EPOCH_WAIT', 'ClusterExplorer', 'image_png']
 
 # %% ../nbs/06a_explorer.ipynb #085ae9a6
+import base64
 import threading
 import time
 
@@ -14,9 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .snapshots import RunRecord
-from .viz import (CLASS_COLOURINGS, SHADED_COLOURINGS, TWO_TONE, Embedding, RunView, class_colours, colourings,
-                      complete_epochs, distributions, distributions_figure, layout_features, metrics_figure, next_layout,
-                      open_runs, scatter_figure, scatter_groups, view_run)
+from .viz import (CLASS_COLOURINGS, FOLLOW_TRACES, SHADED_COLOURINGS, TWO_TONE, Embedding, RunView, class_colours,
+                      colourings, complete_epochs, distributions, distributions_figure, feature_neighbours, layout_features,
+                      metrics_figure, next_layout, open_runs, scatter_figure, scatter_groups, view_run, with_follow_traces)
 
 # %% ../nbs/06a_explorer.ipynb #4f7e749d
 class ClusterExplorer:
@@ -59,24 +60,26 @@ def _build(self: ClusterExplorer) -> None:
     self.epoch_label = W.HTML()
     width = 760 if len(self.shown) == 1 else 1200 // len(self.shown)
     self.scatters = [go.FigureWidget(scatter_figure(v, last, gl=True).update_layout(width=width)) for v in self.shown]
-    for fig in self.scatters:  # the last two traces follow the selected image: its path so far, and a ring where it is
-        fig.add_scatter(x=[], y=[], mode="lines+markers", name="path of the selected image", showlegend=False,
-                        hoverinfo="skip", line=dict(color="#222", width=1.5), marker=dict(size=4, color="#222"))
-        fig.add_scatter(x=[], y=[], mode="markers", name="selected image", showlegend=False, hoverinfo="skip",
-                        marker=dict(symbol="circle-open", size=18, color="#000", line=dict(width=3)))
+    for fig in self.scatters:  # the last traces follow the selection: path so far, ring, group, neighbours in the features
+        with_follow_traces(fig)
     self.details = go.FigureWidget(distributions_figure(self.shown[0].classes, distributions(self.shown[0], last, 0))
                                    .update_layout(width=760))
     self.metrics = go.FigureWidget(metrics_figure(self.shown).update_layout(width=1200))
-    self.info = W.HTML()
+    self.info, self.neighbours, self.group_info = W.HTML(), W.HTML(), W.HTML()
+    self._groups: dict = {}  # (run, trace) → the target images a box or lasso selected there
+    self._group_run, self._showing_group = 0, False  # the run the group was drawn in; whether the bars show its mean
     self.picture = W.Image(format="png", width=96, height=96, layout=W.Layout(display="none"))
     for control in (self.slider, self.colour, self.space_choice):
         control.observe(lambda change: self.redraw(), names="value")
     for r, fig in enumerate(self.scatters):
-        for trace in fig.data[:len(self.shown[r].classes) + 1]:
-            trace.on_click(lambda trace, points, state, r=r: points.point_inds and self.select(r, trace.customdata[points.point_inds[0]]))
+        for t, trace in enumerate(fig.data[:len(self.shown[r].classes) + 1]):
+            trace.on_click(lambda trace, points, state, r=r: points.point_inds and self.click(r, trace.customdata[points.point_inds[0]]))
+            trace.on_selection(lambda trace, points, selector, r=r, t=t: self.pick(r, t, trace.customdata, points.point_inds))
+            trace.on_deselect(lambda trace, points, r=r, t=t: self.pick(r, t, trace.customdata, []))
     self.widget = W.VBox([W.HBox([self.play, self.slider, self.epoch_label, self.colour, self.space_choice]),
                           W.HBox(self.scatters, layout=W.Layout(width="100%")),
-                          W.HBox([W.VBox([self.picture]), self.details, self.info]), self.metrics])
+                          W.HBox([W.VBox([self.picture]), self.details, self.info]), self.neighbours, self.group_info,
+                          self.metrics])
     self.redraw()
 
 def _ipython_display_(self: ClusterExplorer) -> None:
@@ -90,6 +93,13 @@ def _ipython_display_(self: ClusterExplorer) -> None:
         display(Image(self.static_picture()))
 
 ClusterExplorer._build, ClusterExplorer._ipython_display_ = _build, _ipython_display_
+
+def _click(self: ClusterExplorer, run: int, point: int) -> None:
+    "A reader clicked a point: the bars show it (not the group) from now on."
+    self._showing_group = False
+    self.select(run, point)
+
+ClusterExplorer.click = _click
 
 # %% ../nbs/06a_explorer.ipynb #c6f8c410
 def _static_figure(self: ClusterExplorer, columns: int = 4) -> go.Figure:
@@ -145,36 +155,111 @@ def _redraw(self: ClusterExplorer) -> None:
                 shape.update(x0=self.epochs[i], x1=self.epochs[i])
     self.epoch_label.value = f"<b>epoch {self.epochs[i]}</b>"
     self.select(*self.selected)
+    if self._showing_group:  # the bars keep showing the group's mean, as they did before the epoch moved
+        self.show_group()
 
 def _select(self: ClusterExplorer, run: int, point: int) -> None:
-    "Show P, Q and p̂ of recorded target point `point` of run `run` at the current epoch."
+    "Show P, Q and p̂ of recorded target point `point` of run `run` at the current epoch, its picture and its neighbours."
     self.selected, view, i = (run, int(point)), self.shown[run], self.slider.value
     record = view.records[i]
     with self.details.batch_update():
         for trace, values in zip(self.details.data, distributions(view, i, int(point)).values()):
             trace.y = np.asarray(values, dtype=float)
         self.details.layout.title.text = f"{view.label}: point {int(record.target_index[point])}"
-    truth = "not recorded" if record.target_y is None else view.classes[int(record.target_y[point])]
-    pred = view.classes[int(record.target_pred[point])]
-    self.info.value = (f"<b>target image #{int(record.target_index[point])}</b><br>true class {truth}<br>prediction {pred}"
-                       f"<br>K-means cluster {view.classes[int(record.target_cluster[point])]}")
-    if self.images is not None:
-        self.picture.value = image_png(self.images, int(record.target_index[point]))
-        self.picture.layout.display = None
+    self.info.value = f"<b>target image #{int(record.target_index[point])}</b><br>{_described(view, record, int(point))}"
+    picture = self.picture_of(run, int(point))
+    if picture is not None:
+        self.picture.value, self.picture.layout.display = picture, None
     self.mark_selected()
 
+def _described(view: RunView, record, point: int) -> str:
+    "A recorded target point's true class (when recorded), prediction and K-means cluster, as HTML lines."
+    truth = "not recorded" if record.target_y is None else view.classes[int(record.target_y[point])]
+    return (f"true class {truth}<br>prediction {view.classes[int(record.target_pred[point])]}"
+            f"<br>K-means cluster {view.classes[int(record.target_cluster[point])]}")
+
+def _picture_of(self: ClusterExplorer, run: int, point: int, domain: str = "target") -> bytes | None:
+    "PNG of a recorded point: from the `images` given (target points), else from the run folder's pictures, else None."
+    record = self.shown[run].records[self.slider.value]
+    if self.images is not None and domain == "target":
+        return image_png(self.images, int(record.target_index[point]))
+    kept = self.shown[run].run.thumbnails()
+    return None if kept is None else image_png(kept[0 if domain == "target" else 1], point)
+
 def _mark_selected(self: ClusterExplorer) -> None:
-    "Ring the selected target image in every run shown (where it was recorded), with its path over the epochs so far."
+    """Ring the selected target image in every run shown (where it was recorded), with its path over the epochs so far
+    and its nearest target and source images in that run's features; mark the selected group too."""
     run, point = self.selected
     i, image = self.slider.value, int(self.shown[run].records[self.slider.value].target_index[point])
+    lines = []
     for fig, view in zip(self.scatters, self.shown):
-        found = np.flatnonzero(view.records[i].target_index == image)
-        path = view.embedding.coords[:i + 1, found[0]] if len(found) else np.empty((0, 2))
+        record, xy, n = view.records[i], view.embedding.coords, view.embedding.n_target
+        found = np.flatnonzero(record.target_index == image)
+        path = xy[:i + 1, found[0]] if len(found) else np.empty((0, 2))
+        near_t, near_s = feature_neighbours(record, view.embedding.space, points=found[:1]) if len(found) else ([[]], [[]])
+        group = xy[i, np.flatnonzero(np.isin(record.target_index, self.group))]
+        drawn = dict(zip(FOLLOW_TRACES, (path, path[-1:], group, xy[i, near_t[0]], xy[i, n + np.asarray(near_s[0], int)])))
         with fig.batch_update():
-            fig.data[-2].update(x=path[:, 0], y=path[:, 1])
-            fig.data[-1].update(x=path[-1:, 0], y=path[-1:, 1])
+            for trace in fig.data[-len(FOLLOW_TRACES):]:
+                trace.update(x=drawn[trace.name][:, 0], y=drawn[trace.name][:, 1])
+        if len(found):
+            lines.append(_neighbour_lines(view, record, near_t[0], near_s[0]))
+    self.neighbours.value = "<br>".join(lines)
+
+def _neighbour_lines(view: RunView, record, near_t, near_s) -> str:
+    "HTML naming a point's nearest target and source images in the features, with their classes."
+    classes = view.classes
+    target = "; ".join(f"#{int(record.target_index[q])} " + (f"class {classes[int(record.target_y[q])]}, " if record.target_y is
+                       not None else "") + f"predicted {classes[int(record.target_pred[q])]}" for q in near_t)
+    source = "; ".join(f"#{int(record.source_index[j])} class {classes[int(record.source_y[j])]}" for j in near_s)
+    return (f"<b>{view.label}</b>, nearest in the features of this epoch (orange rings): target {target}; "
+            f"source (purple diamonds) {source}")
 
 ClusterExplorer.redraw, ClusterExplorer.select, ClusterExplorer.mark_selected = _redraw, _select, _mark_selected
+ClusterExplorer.picture_of = _picture_of
+
+def _pick(self: ClusterExplorer, run: int, trace: int, customdata, inds) -> None:
+    "Keep what a box or lasso selected in one trace of run `run` (a selection is reported trace by trace), and show it."
+    record = self.shown[run].records[self.slider.value]
+    self._groups[run, trace] = [int(record.target_index[customdata[i]]) for i in inds]
+    self._group_run, self._showing_group = run, bool(self.group)
+    self.show_group()
+
+def _group(self: ClusterExplorer) -> list[int]:
+    "The selected group: positions in the target training split of the images a box or lasso selected, in order."
+    return sorted({image for images in self._groups.values() for image in images})
+
+def _show_group(self: ClusterExplorer) -> None:
+    "Count the group's true and predicted classes in every run, average its P, Q and p̂, show up to 32 of its pictures."
+    group, i = self.group, self.slider.value
+    if not group:
+        self.group_info.value = ""
+        self.mark_selected()
+        return
+    lines = [f"<b>{len(group)} selected images</b> (<code>explorer.group</code> holds their positions in the target training split)"]
+    for r, view in enumerate(self.shown):
+        record = view.records[i]
+        points = np.flatnonzero(np.isin(record.target_index, group))
+        lines.append(f"{view.label}: {len(points)} recorded; " + "; ".join(
+            f"{name} {_counts(view.classes, values[points])}" for name, values in
+            (("true class", record.target_y), ("predicted", record.target_pred)) if values is not None))
+        if r == self._group_run and len(points):
+            with self.details.batch_update():
+                for trace, name in zip(self.details.data, ("P", "Q", "p̂")):
+                    trace.y = np.mean([distributions(view, i, int(p))[name] for p in points], axis=0)
+                self.details.layout.title.text = f"{view.label}: mean over the {len(points)} selected images"
+            pictures = [self.picture_of(r, int(p)) for p in points[:32]]
+            lines.append("".join(f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}' width=32 height=32 "
+                                 "style='image-rendering:pixelated;margin:1px'>" for png in pictures if png is not None))
+    self.group_info.value = "<br>".join(lines)
+    self.mark_selected()
+
+def _counts(classes: list[str], values: np.ndarray) -> str:
+    "'class ×count, …' for the classes present, largest first."
+    found, counts = np.unique(values.astype(int), return_counts=True)
+    return ", ".join(f"{classes[c]} ×{n}" for n, c in sorted(zip(counts, found), key=lambda nc: -nc[0])) or "none"
+
+ClusterExplorer.pick, ClusterExplorer.group, ClusterExplorer.show_group = _pick, property(_group), _show_group
 
 # %% ../nbs/06a_explorer.ipynb #3d163d10
 def image_png(images, index: int) -> bytes:

@@ -406,7 +406,7 @@ def _make_recorder(self: Trainer, resume: bool = False, restart: bool = False) -
     return Recorder(folder, self.pair.classes, samples=recipe.record_samples, seed=recipe.seed,
                     kmeans_iters=recipe.kmeans_iters, collapse_threshold=recipe.collapse_threshold,
                     meta=None if folder is None or resume else run_metadata(self), resume=resume, loss=recipe.loss,
-                    restart=restart)
+                    restart=restart, images=(self.pair.source_train, self.pair.target_train))
 
 def _close(self: Trainer) -> None:
     "Release the run folder."

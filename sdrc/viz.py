@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['DIST_COLOURS', 'CLASS_COLOURINGS', 'SHADED_COLOURINGS', 'TWO_TONE', 'COLOURINGS', 'LABELLED_COLOURINGS',
-           'SCORE_METRICS', 'PANELS', 'DASHES', 'procrustes_align', 'pca_2d', 'umap_2d', 'layout_method', 'Embedding',
-           'complete_epochs', 'layout_features', 'next_layout', 'embed_run', 'mean_displacement', 'frame', 'RunView',
-           'run_label', 'view_run', 'check_comparable', 'open_runs', 'settle_epoch', 'class_colours', 'labelled',
-           'colourings', 'point_classes', 'centre_positions', 'point_shades', 'scatter_groups', 'scatter_figure',
-           'distributions', 'distributions_figure', 'metrics_figure']
+           'FOLLOW_TRACES', 'SCORE_METRICS', 'PANELS', 'DASHES', 'procrustes_align', 'pca_2d', 'umap_2d',
+           'layout_method', 'Embedding', 'complete_epochs', 'layout_features', 'next_layout', 'embed_run',
+           'mean_displacement', 'frame', 'RunView', 'run_label', 'view_run', 'check_comparable', 'open_runs',
+           'settle_epoch', 'feature_neighbours', 'layout_trust', 'class_colours', 'labelled', 'colourings',
+           'point_classes', 'centre_positions', 'point_shades', 'scatter_groups', 'scatter_figure',
+           'with_follow_traces', 'distributions', 'distributions_figure', 'metrics_figure']
 
 # %% ../nbs/06_viz.ipynb #6c53f086
 import hashlib
@@ -23,6 +24,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.linalg import orthogonal_procrustes
+from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
 from .io import read_arrays, write_arrays
@@ -228,6 +230,33 @@ def settle_epoch(records: list[EpochRecord], epochs: list[int], tolerance: float
             return epochs[i]
     return None
 
+# %% ../nbs/06_viz.ipynb #9eb36bd7
+def _nearest(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    "Positions in `reference` of each query's `k` nearest points (Euclidean), nearest first."
+    return NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries, return_distance=False)
+
+def _without_self(near: np.ndarray, k: int, own: np.ndarray | None = None) -> np.ndarray:
+    "Each row's first `k` neighbours other than the row's own point (row i's is `own[i]`, or i; ties may put it anywhere)."
+    own = np.arange(len(near)) if own is None else own
+    return np.stack([row[row != i][:k] for i, row in zip(own, near)])
+
+def feature_neighbours(record: EpochRecord, space: int, k: int = 5, points=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each recorded target point's (or each of `points`') `k` nearest recorded target points (itself left out) and `k`
+    nearest recorded source points, in the full features of `space`: positions in the record, nearest first (fewer when
+    fewer points exist)."""
+    target, source = (np.asarray(f[space], dtype=np.float32) for f in (record.target_feat, record.source_feat))
+    points = np.arange(len(target)) if points is None else np.atleast_1d(np.asarray(points))
+    k_target, k_source = min(k, len(target) - 1), min(k, len(source))
+    near_target = _without_self(_nearest(target, target[points], k_target + 1), k_target, own=points)
+    return near_target, _nearest(source, target[points], k_source)
+
+def layout_trust(layout: np.ndarray, features: np.ndarray, k: int = 10) -> np.ndarray:
+    "Per point: the share of its `k` nearest neighbours in the 2-D `layout` that are among its `k` nearest in `features`."
+    k = min(k, len(layout) - 1)
+    in_layout = _without_self(_nearest(layout, layout, k + 1), k)
+    in_features = _without_self(_nearest(features, features, k + 1), k)
+    return np.array([len(np.intersect1d(a, b)) / k for a, b in zip(in_layout, in_features)])
+
 # %% ../nbs/06_viz.ipynb #b29dbbeb
 DIST_COLOURS = {"P": "#4c78a8", "Q": "#f58518", "p̂": "#54a24b"}
 
@@ -323,6 +352,23 @@ def scatter_figure(view: RunView, index: int, colouring: str = "prediction", sho
     fig.update_yaxes(range=ys, autorange=False, showticklabels=False, zeroline=False)
     fig.update_layout(title=f"{view.label}: epoch {view.epochs[index]}", legend=dict(title="class", itemsizing="constant"),
                       margin=dict(l=10, r=10, t=50, b=10), height=520, uirevision="frame")
+    return fig
+
+# %% ../nbs/06_viz.ipynb #fc1cdabc
+FOLLOW_TRACES = {  # drawn over a scatter, in this order, by the viewers that follow a selection
+    "path of the selected image": dict(mode="lines+markers", line=dict(color="#222", width=1.5), marker=dict(size=4, color="#222")),
+    "selected image": dict(mode="markers", marker=dict(symbol="circle-open", size=18, color="#000", line=dict(width=3))),
+    "selected group": dict(mode="markers", marker=dict(symbol="square-open", size=9, color="#d62728", line=dict(width=1.5))),
+    "nearest target images in the features": dict(mode="markers", marker=dict(symbol="circle-open", size=12, color="#ff7f0e",
+                                                                              line=dict(width=2))),
+    "nearest source images in the features": dict(mode="markers", marker=dict(symbol="diamond-open", size=12, color="#9467bd",
+                                                                              line=dict(width=2))),
+}
+
+def with_follow_traces(fig: go.Figure) -> go.Figure:
+    "`fig` with an empty trace for each of `FOLLOW_TRACES` added after its own, for a viewer to fill."
+    fig.add_traces([go.Scatter(x=[], y=[], name=name, showlegend=False, hoverinfo="skip", **style)
+                    for name, style in FOLLOW_TRACES.items()])
     return fig
 
 # %% ../nbs/06_viz.ipynb #30b63dfa

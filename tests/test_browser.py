@@ -180,3 +180,67 @@ def test_screenshots_of_real_runs(browser, tmp_path):
         page.screenshot(path=str(shots / "side_by_side.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 900})
         assert not errors, errors
         page.close()
+
+
+@pytest.fixture(scope="module")
+def pictured(tmp_path_factory):
+    "A run of any loop, recorded with pictures: three classes of 8×8 images, a bar whose row is the class."
+    import numpy as np
+    from sdrc.record import Recorder
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("pictured") / "run"
+    y_s, y_t = np.repeat(np.arange(3), 30), np.repeat(np.arange(3), 40)
+    images = [np.zeros((len(y), 1, 8, 8), np.uint8) for y in (y_s, y_t)]
+    for x, y in zip(images, (y_s, y_t)):
+        x[np.arange(len(y)), 0, 2 * y + 1, :] = 255
+    with Recorder(folder, classes=["a", "b", "c"], samples=120, images=tuple(images)) as rec:
+        for epoch in range(3):
+            spread = 1.0 / (epoch + 1)  # the classes draw apart over the epochs
+            f_s, f_t = (np.eye(3)[y] * 3 + spread * rng.normal(size=(len(y), 3)) for y in (y_s, y_t))
+            rec.epoch(epoch, source=(f_s.astype(np.float32), y_s), target=(f_t.astype(np.float32), 4 * f_t.astype(np.float32)),
+                      target_labels=y_t)
+    return folder
+
+
+def test_a_clicked_image_shows_its_picture_and_its_neighbours_in_the_features(browser, pictured, tmp_path):
+    "Click a point: its picture, its nearest target and source images in the features (as sdrc computes them), rings."
+    import numpy as np
+    from sdrc.snapshots import RunRecord
+    from sdrc.viz import feature_neighbours
+    report = write_report(pictured, tmp_path / "pictured.html", space=0, method="pca")
+    page, errors, requests = open_page(browser, report)
+    assert "by chance" in page.locator("#trust").text_content()  # how far to trust the picture, for the epoch shown
+    box = page.locator("#scatter-0 .scatterlayer .trace").nth(0).locator(".point").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("state.image !== null", timeout=10_000)
+    p = page.evaluate("D.runs[0].pos.get(state.image)")
+    near_target, near_source = feature_neighbours(RunRecord.open(pictured).record(2), space=0)
+    index = RunRecord.open(pictured).record(2).target_index
+    listed = page.locator("#neighbours div").nth(1).text_content()
+    assert [f"#{i}," in listed for i in index[near_target[p]]] == [True] * 5  # the page's neighbours are sdrc's
+    ringed = page.evaluate("document.getElementById('scatter-0').data.find(t => t.name === "
+                           "'nearest target images in the features').x.length")
+    assert ringed == 5
+    pictures = page.evaluate("Array.from(document.querySelectorAll('#neighbours .picture'), p => getComputedStyle(p).backgroundImage)")
+    assert len(pictures) == 1 + 5 + 5 and all(p.startswith('url("data:image/png;base64,') for p in pictures)
+    # the clicked image's own picture is the bar of its class: the sprite's tile, decoded in the page, says which row
+    truth = int(RunRecord.open(pictured).record(2).target_y[p])
+    tile = page.evaluate("""async () => { const run = D.runs[0], img = new Image(); img.src = run.pictures.target;
+        await img.decode(); const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0); const p = run.pos.get(state.image), s = run.pictures.side;
+        const x = (p % run.pictures.columns) * s, y = Math.floor(p / run.pictures.columns) * s;
+        return Array.from({length: s}, (_, r) => g.getImageData(x, y + r, 1, 1).data[0]); }""")
+    bright = [r for r, v in enumerate(tile) if v > 128]
+    assert bright and np.mean(bright) // 2 // 2 == truth  # 16 rows from 8: the bar at row 2y+1 lands on rows 4y+2, 4y+3
+    assert not errors and not requests, (errors, requests)
+    page.close()
+
+
+def test_a_group_shows_up_to_32_pictures(browser, pictured, tmp_path):
+    report = write_report(pictured, tmp_path / "pictured.html", space=0, method="pca")
+    page, errors, requests = open_page(browser, report)
+    page.evaluate("selectGroup(0, D.runs[0].index.slice(0, 40))")  # what a lasso around 40 points hands over
+    assert page.locator("#group .picture").count() == 32
+    assert "the first 32 pictures" in page.locator("#group").text_content()
+    assert not errors and not requests, (errors, requests)
+    page.close()
