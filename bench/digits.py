@@ -39,16 +39,17 @@ METHODS = {"source-only": dict(method="source-only"), "DANN": dict(method="dann"
 SPACES = (0, 1)  # the digit network's backbone z and bottleneck b
 
 
-def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
-    "Train one run and return its summary."
-    source, target = pair_name.split(":")
-    pair = digit_pair(source, target)  # grey pairs on one channel, MNIST-M in colour
+def run_one(pair_name: str, method: str, seed: int, epochs: int, pair=None) -> dict:
+    "Train one run (on `pair`, or the whole digit pair `pair_name`) and return its summary."
+    if pair is None:
+        source, target = pair_name.split(":")
+        pair = digit_pair(source, target)  # grey pairs on one channel, MNIST-M in colour
     start = time.perf_counter()
     history = train(pair, Recipe(**METHODS[method], epochs=epochs, seed=seed, record_samples=0),
                     Runtime(progress=False, log=lambda line: print(f"  {line}", flush=True)))
     best, last = max(history, key=lambda m: m["acc_f"]), history[-1]
     return dict(pair=pair_name, method=method, seed=seed, epochs=epochs, final=last["acc_f"], best=best["acc_f"],
-                final_transductive=last["acc_f_train"],
+                final_transductive=last["acc_f_train"], final_per_class=last.get("acc_f_per_class"),
                 best_epoch=best["epoch"], largest_pred=last["largest_pred"],
                 collapsed_epochs=sum(m["collapsed"] for m in history[1:]), seconds=time.perf_counter() - start,
                 entropy_phat=[last[f"entropy_phat_{j}"] for j in SPACES],
@@ -59,7 +60,7 @@ def run_one(pair_name: str, method: str, seed: int, epochs: int) -> dict:
                 history={key: [m.get(key) for m in history] for key in HISTORY})
 
 
-HISTORY = ("acc_f", "acc_f_train", "collapsed", "largest_pred", "entropy_p", *(f"score_{name}" for name in SCORES))
+HISTORY = ("acc_f", "acc_f_train", "acc_f_per_class", "collapsed", "largest_pred", "entropy_p", *(f"score_{name}" for name in SCORES))
 
 
 def commit() -> str | None:

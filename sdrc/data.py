@@ -6,10 +6,10 @@
 __all__ = ['DIGIT_DOMAINS', 'DIGIT_CLASSES', 'DIGITS_FILE', 'DEFAULT_DATA_DIR', 'TRAIN_SIZES', 'MIN_DOMAIN_IMAGES', 'BENCHMARKS',
            'IMAGENET_MEAN', 'IMAGENET_STD', 'TOY_SHIFTS', 'to_float_images', 'standardise_images', 'TensorDomain',
            'DomainPair', 'find_digits_bundle', 'digits_bundle', 'load_digits_bundle', 'prepare_images', 'digit_domain',
-           'digit_pair', 'image_row', 'mnistm_default_index', 'build_digits_bundle', 'Benchmark', 'train_transform',
-           'test_transform', 'ImageList', 'benchmark_domain', 'benchmark_pair', 'make_domain_pair', 'evaluation_view',
-           'fingerprint', 'iterations_per_epoch', 'load_batches', 'infinite_batches', 'feature_pair', 'hosted',
-           'quick_run']
+           'digit_pair', 'image_row', 'subsample', 'long_tailed_sizes', 'long_tailed', 'mnistm_default_index',
+           'build_digits_bundle', 'Benchmark', 'train_transform', 'test_transform', 'ImageList', 'benchmark_domain',
+           'benchmark_pair', 'make_domain_pair', 'evaluation_view', 'fingerprint', 'iterations_per_epoch',
+           'load_batches', 'infinite_batches', 'feature_pair', 'hosted', 'quick_run']
 
 # %% ../nbs/01_data.ipynb #8d51dcf5
 import base64
@@ -254,6 +254,45 @@ def image_row(domain: TensorDomain, n: int = 12, scale: int = 2) -> Image.Image:
     row = row.expand(3, -1, -1) if row.shape[0] == 1 else row
     img = Image.fromarray(row.permute(1, 2, 0).numpy())
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+# %% ../nbs/01_data.ipynb #50afaa88
+def _draw(domain: TensorDomain, sizes: list[int], seed: int) -> TensorDomain:
+    "`sizes[k]` images of each class k of `domain`, drawn without replacement (seeded), in their original order."
+    generator, y, keep = torch.Generator().manual_seed(seed), domain.y.cpu(), []
+    for k, size in enumerate(sizes):
+        members = torch.nonzero(y == k).flatten()
+        if size > len(members):
+            raise ValueError(f"domain {domain.name!r} has {len(members)} images of class {domain.classes[k]}, {size} were asked for")
+        keep.append(members[torch.randperm(len(members), generator=generator)[:size]])
+    index = torch.cat(keep).sort().values
+    return replace(domain, x=domain.x[index.to(domain.x.device)], y=domain.y[index.to(domain.y.device)])
+
+def subsample(domain: TensorDomain, n: int, seed: int = 0) -> TensorDomain:
+    "`n` images of `domain`, each class in proportion to its size (largest remainders), drawn with `seed`."
+    counts = domain.class_counts()
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= sum(counts):
+        raise ValueError(f"subsample needs a number of images between 1 and {sum(counts)} (domain {domain.name!r}), got {n!r}")
+    exact = [n * c / sum(counts) for c in counts]
+    sizes = [int(e) for e in exact]
+    for k in sorted(range(len(counts)), key=lambda k: sizes[k] - exact[k])[:n - sum(sizes)]:
+        sizes[k] += 1
+    return _draw(domain, sizes, seed)
+
+def long_tailed_sizes(counts: list[int], ratio: float, seed: int) -> list[int]:
+    """Class sizes falling geometrically, the largest (as many as the smallest class has) `ratio` times the smallest;
+    the order of the classes is drawn with `seed`."""
+    if not ratio >= 1:
+        raise ValueError(f"`ratio` (the largest class over the smallest) must be at least 1, got {ratio}")
+    k, largest = len(counts), min(counts)
+    order = torch.randperm(k, generator=torch.Generator().manual_seed(seed)).tolist()  # order[rank]: the class of that rank
+    sizes = [0] * k
+    for rank, c in enumerate(order):
+        sizes[c] = max(1, round(largest * ratio ** (-rank / (k - 1))))
+    return sizes
+
+def long_tailed(domain: TensorDomain, ratio: float = 10.0, seed: int = 0) -> TensorDomain:
+    "`domain` with classes cut to `long_tailed_sizes`: the largest `ratio` times the smallest, drawn with `seed`."
+    return _draw(domain, long_tailed_sizes(domain.class_counts(), ratio, seed), seed)
 
 # %% ../nbs/01_data.ipynb #347e265f
 _MNISTM_SUBSET = (

@@ -1,6 +1,7 @@
 """The one-call GPU session script and its CPU-side check, at smoke sizes on the CPU: a GPU machine is lent for minutes,
 so the script that uses them must already work, fit what can come back, and stop in time."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,48 @@ def test_a_session_without_the_digit_bundle_stops_before_it_starts(tmp_path):
     done = _session(tmp_path / "out", tmp_path, timeout=120)
     assert done.returncode == 2 and "the digit bundle is not in" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_small_data_regimes_are_what_they_say(digits_root, monkeypatch):
+    "The regimes at full size: 2,000 source images; 1,800 or 500 target images; a long tail of 10 to 1, in both splits."
+    monkeypatch.setenv("SDRC_DATA", str(digits_root))
+    sys.path.insert(0, str(BENCH))
+    from small_data import regime_pair
+    small, dslr = regime_pair("mnist:usps", "small", 0), regime_pair("mnist:usps", "DSLR-sized", 0)
+    assert (len(small.source_train), len(small.target_train), len(dslr.target_train)) == (2000, 1800, 500)
+    assert len(small.target_test) == len(dslr.target_test) == 2007  # the test split kept whole
+    counts = small.source_train.class_counts()
+    assert max(counts) - min(counts) < 0.05 * 2000  # MNIST's near balance, kept in proportion
+    tail = regime_pair("usps:mnist", "long-tailed", 1)
+    train, test = tail.target_train.class_counts(), tail.target_test.class_counts()
+    assert round(max(train) / min(train)) == 10 and round(max(test) / min(test)) == 10
+    assert [c for c in range(10) if train[c] == min(train)] == [c for c in range(10) if test[c] == min(test)]  # same rare class
+    assert regime_pair("usps:mnist", "long-tailed", 2).target_train.class_counts() != train  # another seed, another tail
+
+
+def test_the_small_data_benchmark_runs_and_appends(digits_root, tmp_path):
+    "At smoke sizes, one run per regime: each appended with its regime, sizes and mean per-class accuracy, and tabled."
+    results, out = tmp_path / "results.jsonl", tmp_path / "table.md"
+    done = subprocess.run([sys.executable, str(BENCH / "small_data.py"), "--smoke", "--epochs", "1", "--seeds", "0",
+                           "--pairs", "usps:mnist", "--methods", "SRDC official", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "SDRC_DATA": str(digits_root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["regime"] for r in rows] == ["small", "long-tailed", "DSLR-sized"]
+    assert all(r["target_sizes"] == [64, 64] and 0 <= r["final_per_class"] <= 1 and r["epochs"] == 1 for r in rows)
+    assert out.read_text().count("| usps → mnist | SRDC official | 1 |") == 3
+
+
+def test_the_features_benchmark_makes_its_files_and_table(digits_root, tmp_path):
+    "At smoke sizes: both feature sets made in the format sdrc train --features reads, every method run, a table written."
+    results, out = tmp_path / "results.jsonl", tmp_path / "table.md"
+    done = subprocess.run([sys.executable, str(BENCH / "features.py"), "--smoke", "--epochs", "1", "--seeds", "0",
+                           "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "SDRC_DATA": str(digits_root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert {(r["features"], r["method"]) for r in rows} == {
+        (f, m) for f in ("pixels-PCA", "LeNet source-only")
+        for m in ("logistic-regression probe", "source-only (default head)", "DANN", "SRDC official")}
+    assert all(0 <= r["final"] <= 1 for r in rows)
+    assert out.read_text().count("| pixels-PCA |") == 4
