@@ -25,6 +25,8 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).parent))
 from digits import mean_std, read_results  # noqa: E402
 
+from sdrc.evidence import compare  # noqa: E402
+
 from sdrc.data import DomainPair, digit_pair, feature_pair  # noqa: E402
 from sdrc.observe import extract  # noqa: E402
 from sdrc.recipe import Recipe, Runtime  # noqa: E402
@@ -101,19 +103,29 @@ def main():
     print(write_table(args.results, args.out, args.epochs))
 
 
+def _against_seeds(value: float, seeds: list[float]) -> str:
+    "Where one deterministic value lies against the seeds of another method."
+    return (f"below all {len(seeds)} seeds" if value < min(seeds) else f"above all {len(seeds)} seeds" if value > max(seeds)
+            else "within the seeds' range")
+
+
 def write_table(results_path: Path, out: Path, epochs: int) -> str:
     "The table of every method on every feature set (the probe has no epochs), written atomically."
     rows = [r for r in read_results(results_path) if r["epochs"] in (0, epochs)]
     lines = [f"Features brought to sdrc: MNIST → USPS, {epochs} epochs, target test accuracy %\n",
-             "| features | method | seeds | final | best |", "|---|---|---|---|---|"]
+             "| features | method | seeds | final | best | final against source-only |", "|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["features"] for r in rows):
+        baseline = [r["final"] for r in rows if (r["features"], r["method"]) == (name, "source-only (default head)")]
         for method in ["logistic-regression probe", *METHODS]:
             mine = [r for r in rows if (r["features"], r["method"]) == (name, method)]
             mine = [r for r in mine if r["method"] != "logistic-regression probe"] or mine[-1:]  # the probe is deterministic
             if mine:
                 best = [r["best"] for r in mine if r["best"] is not None]
-                lines.append(f"| {name} | {method} | {len(mine)} | {mean_std([r['final'] for r in mine])} | "
-                             f"{mean_std(best) if best else '—'} |")
+                finals = [r["final"] for r in mine]
+                verdict = ("" if method.startswith("source-only") or len(baseline) < 2 else compare(finals, baseline).verdict
+                           if len(finals) > 1 else _against_seeds(finals[0], baseline))  # the probe is one deterministic fit
+                lines.append(f"| {name} | {method} | {len(mine)} | {mean_std(finals)} | {mean_std(best) if best else '—'} | "
+                             f"{verdict} |")
     text = "\n".join(lines) + "\n"
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     partial.write_text(text)
