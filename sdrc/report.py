@@ -97,6 +97,8 @@ p.note { color: #8a5a00; background: #fff6e0; padding: 0.4em 0.8em; border-radiu
 #epoch { width: min(40em, 60vw); } #epoch-label { font-weight: bold; min-width: 6em; }
 .runs { display: grid; grid-template-columns: repeat(var(--runs), 1fr); gap: 1em; }
 .plot { width: 100%; }
+.scatter-box { position: relative; } .follow { position: absolute; left: 0; top: 0; pointer-events: none; }
+.follow * { pointer-events: none !important; }
 .picture { display: inline-block; vertical-align: middle; margin: 1px 3px 1px 0; image-rendering: pixelated; background-repeat: no-repeat;
            outline: 1px solid #ccc; }
 #neighbours div, #group div { margin: 0.25em 0; }
@@ -167,16 +169,22 @@ function followed(run, e) {
           y: [trail.ys, last < 0 ? [] : [trail.ys[last]], group.ys, nt.ys, ns.ys]};
 }
 function drawScatter(r) {
-  // one epoch of run r: every trace, in one update
-  const run = D.runs[r], g = groups(run, state.e), div = document.getElementById('scatter-' + r), f = followed(run, state.e);
-  Plotly.update(div, {x: [...g.xs, [], g.sx, g.cx, ...f.x], y: [...g.ys, [], g.sy, g.cy, ...f.y],
-                      customdata: [...g.ids, null, null, null, null, null, null, null, null]},
-                {'title.text': run.label + ': epoch ' + run.epochs[state.e]}, [...Array(K + 8).keys()]);
+  // one epoch of run r: its points, centres and title in one update, then what follows the selection
+  const run = D.runs[r], g = groups(run, state.e), div = document.getElementById('scatter-' + r);
+  Plotly.update(div, {x: [...g.xs, [], g.sx, g.cx], y: [...g.ys, [], g.sy, g.cy], customdata: [...g.ids, null, null, null]},
+                {'title.text': run.label + ': epoch ' + run.epochs[state.e]}, [...Array(K + 3).keys()]);
+  drawFollowed(r);
 }
 function drawFollowed(r) {
-  // only the traces that follow the selection, which is all a click or a lasso changes
-  const div = document.getElementById('scatter-' + r);
-  Plotly.restyle(div, followed(D.runs[r], state.e), [K + 3, K + 4, K + 5, K + 6, K + 7]);
+  // the selection's traces live on a transparent plot laid over the scatter, so that a click or a lasso redraws only them
+  Plotly.restyle('follow-' + r, followed(D.runs[r], state.e), [0, 1, 2, 3, 4]);
+}
+function overlayLayout(div) {
+  // the overlay's layout: the scatter's size, plot area and axis ranges, nothing drawn but its traces
+  const L = div._fullLayout, s = L._size, axis = range => ({range: range.slice(), visible: false, fixedrange: true});
+  return {width: L.width, height: L.height, showlegend: false, hovermode: false, dragmode: false,
+          margin: {l: s.l, t: s.t, r: L.width - s.l - s.w, b: L.height - s.t - s.h, pad: 0},
+          xaxis: axis(L.xaxis.range), yaxis: axis(L.yaxis.range), paper_bgcolor: 'rgba(0,0,0,0)', plot_bgcolor: 'rgba(0,0,0,0)'};
 }
 function drawCursor() {
   const div = document.getElementById('metrics'), x = D.runs[0].epochs[state.e], update = {};
@@ -300,8 +308,10 @@ function readLink() {
   return view.has('epoch') && e >= 0 ? e : E - 1;
 }
 D.runs.forEach((run, r) => {
-  const div = document.getElementById('scatter-' + r);
-  Plotly.newPlot(div, FIG.scatters[r].data, FIG.scatters[r].layout, cfg);
+  const div = document.getElementById('scatter-' + r), over = document.getElementById('follow-' + r);
+  Plotly.newPlot(div, FIG.scatters[r].data.slice(0, K + 3), FIG.scatters[r].layout, cfg);
+  Plotly.newPlot(over, FIG.scatters[r].data.slice(K + 3), overlayLayout(div), {staticPlot: true, displayModeBar: false});
+  div.on('plotly_relayout', () => Plotly.relayout(over, overlayLayout(div)));  // zoom, pan or resize: the overlay follows
   div.on('plotly_click', ev => { const pt = ev.points[0]; if (pt.curveNumber < K) select(r, pt.customdata); });
   div.on('plotly_selected', ev => { if (ev) selectGroup(r, ev.points.filter(pt => pt.curveNumber < K).map(pt => run.index[pt.customdata])); });
   div.on('plotly_deselect', () => selectGroup(r, []));
@@ -373,7 +383,8 @@ def _page(views: list[RunView], figures: dict, data: dict) -> str:
     caps, esc = _captions(views), html.escape
     blob = lambda obj: json.dumps(obj).replace("<", "\\u003c")  # noqa: E731  (no markup inside the script block)
     options = "".join(f"<option>{esc(c)}</option>" for c in CLASS_COLOURINGS if c in colourings(views))
-    scatters = "".join(f"<div id='scatter-{r}' class='plot'></div>" for r in range(len(views)))
+    scatters = "".join(f"<div class='scatter-box'><div id='scatter-{r}' class='plot'></div><div id='follow-{r}' "
+                       "class='follow'></div></div>" for r in range(len(views)))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{esc(title)}</h1><p class='caption'>{esc(_pair_sentence(views))}</p>"
             f"<p class='note'>{esc(views[0].note)}</p>"

@@ -92,7 +92,7 @@ def test_report_explains_itself_in_a_real_browser(browser, runs, tmp_path):
 
 
 FOLLOWED = ("['path of the selected image', 'selected image'].map(name => "
-            "document.getElementById('scatter-{r}').data.find(t => t.name === name).x.length)")
+            "document.getElementById('follow-{r}').data.find(t => t.name === name).x.length)")
 
 
 def test_a_clicked_image_is_followed_and_the_view_shared(browser, runs, tmp_path):
@@ -141,7 +141,7 @@ def test_a_group_drawn_with_the_box_tool_is_counted_and_marked_in_every_run(brow
     assert len(lines) == 2 and all(f"of the {group} selected images" in line and "true class" in line for line in lines)
     counted = sum(int(part.split("×")[1]) for part in lines[0].split("; true class ")[1].split(";")[0].split(", "))
     assert counted == group  # the true classes counted add up to the group
-    marked = page.evaluate("document.getElementById('scatter-1').data.find(t => t.name === 'selected group').x.length")
+    marked = page.evaluate("document.getElementById('follow-1').data.find(t => t.name === 'selected group').x.length")
     assert marked == group  # every selected image was recorded in the other run too (same pair, same sample)
     assert "group=" in page.evaluate("location.hash")
     assert not errors and not requests, (errors, requests)
@@ -218,7 +218,12 @@ def test_a_clicked_image_shows_its_picture_and_its_neighbours_in_the_features(br
     index = RunRecord.open(pictured).record(2).target_index
     listed = page.locator("#neighbours div").nth(1).text_content()
     assert [f"#{i}," in listed for i in index[near_target[p]]] == [True] * 5  # the page's neighbours are sdrc's
-    ringed = page.evaluate("document.getElementById('scatter-0').data.find(t => t.name === "
+    ring = page.locator("#follow-0 .scatterlayer .trace").nth(1).locator(".point").first.bounding_box()
+    centre = lambda b: (b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)  # noqa: E731
+    assert all(abs(a - b) < 2 for a, b in zip(centre(ring), centre(box)))  # the overlay's ring sits on the clicked point
+    page.evaluate("Plotly.relayout('scatter-0', {'xaxis.range': [0, 1], 'yaxis.range': [0, 1]})")  # a reader zooms
+    assert page.evaluate("document.getElementById('follow-0')._fullLayout.xaxis.range.join()") == "0,1"
+    ringed = page.evaluate("document.getElementById('follow-0').data.find(t => t.name === "
                            "'nearest target images in the features').x.length")
     assert ringed == 5
     pictures = page.evaluate("Array.from(document.querySelectorAll('#neighbours .picture'), p => getComputedStyle(p).backgroundImage)")
