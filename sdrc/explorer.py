@@ -15,9 +15,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .snapshots import RunRecord
-from .viz import (CLASS_COLOURINGS, FOLLOW_TRACES, SHADED_COLOURINGS, TWO_TONE, Embedding, RunView, class_colours,
-                      colourings, complete_epochs, distributions, distributions_figure, feature_neighbours, layout_features,
-                      metrics_figure, next_layout, open_runs, scatter_figure, scatter_groups, view_run, with_follow_traces)
+from .viz import (CLASS_COLOURINGS, FOLLOW_TRACES, SHADED_COLOURINGS, TWO_TONE, YES_NO_COLOURINGS, Embedding, RunView,
+                      class_colours, colourings, complete_epochs, distributions, distributions_figure, feature_neighbours,
+                      layout_features, metrics_figure, next_layout, open_runs, scatter_figure, scatter_groups, view_run,
+                      with_follow_traces)
 
 # %% ../nbs/06a_explorer.ipynb #4f7e749d
 class ClusterExplorer:
@@ -145,7 +146,7 @@ def _redraw(self: ClusterExplorer) -> None:
             for trace, group in zip(fig.data, scatter_groups(view, i, colouring)):
                 trace.update(**group)
             fig.data[len(view.classes)].marker.update(showscale=colouring in SHADED_COLOURINGS, colorscale=TWO_TONE if colouring
-                                                      in ("correct", "f = K-means cluster") else "Viridis")
+                                                      in YES_NO_COLOURINGS else "Viridis")
             fig.data[len(view.classes) + 1].visible = True if colouring == "source weight" else fig.data[len(view.classes) + 1].visible
             fig.layout.xaxis.range, fig.layout.yaxis.range = xs, ys
             fig.layout.title.text = f"{view.label}: epoch {view.epochs[i]} (space {self.space})"
