@@ -220,8 +220,10 @@ ClusterExplorer.redraw, ClusterExplorer.select, ClusterExplorer.mark_selected = 
 ClusterExplorer.picture_of = _picture_of
 
 def _pick(self: ClusterExplorer, run: int, trace: int, customdata, inds) -> None:
-    "Keep what a box or lasso selected in one trace of run `run` (a selection is reported trace by trace), and show it."
+    """Keep what a box or lasso selected in one trace of run `run` (a selection is reported trace by trace), and show it;
+    a selection drawn in another run replaces the group."""
     record = self.shown[run].records[self.slider.value]
+    self._groups = {key: images for key, images in self._groups.items() if key[0] == run}
     self._groups[run, trace] = [int(record.target_index[customdata[i]]) for i in inds]
     self._group_run, self._showing_group = run, bool(self.group)
     self.show_group()
