@@ -115,15 +115,18 @@ def main():
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--results", default="bench/digits_results.jsonl")
     parser.add_argument("--out", default="bench/digits.md")
+    parser.add_argument("--with-history", action="store_true",
+                        help="run again the rows recorded before per-epoch histories were kept (for bench/selection.py)")
     args = parser.parse_args()
     results_path = Path(args.results)
     for pair_name in args.pairs:
         for method in args.methods:
             for seed in args.seeds:
                 if any(r["pair"] == pair_name and r["method"] == method and r["seed"] == seed and r["epochs"] == args.epochs
-                       for r in read_results(results_path)):
+                       and ("history" in r or not args.with_history) for r in read_results(results_path)):
                     continue
-                if not claim(results_path, pair_name, method, seed, args.epochs):
+                if not claim(results_path, pair_name, method + (" with history" if args.with_history else ""), seed,
+                             args.epochs):
                     continue  # another benchmark process is running it
                 print(f"{pair_name} {method} seed {seed}", flush=True)
                 result = run_one(pair_name, method, seed, args.epochs)
@@ -146,8 +149,15 @@ def claim(results_path: Path, pair_name: str, method: str, seed: int, epochs: in
 
 
 def read_results(results_path: Path) -> list[dict]:
-    "Every finished run in the results file (other benchmark processes may be appending to it)."
-    return [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    """Every finished run in the results file (other benchmark processes may be appending to it), one per pair, method,
+    seed and epochs: a run recorded again with its per-epoch history (--with-history) replaces the one without."""
+    rows = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    latest = {}
+    for row in rows:
+        key = (row["pair"], row["method"], row["seed"], row["epochs"], row.get("regime"))
+        if key not in latest or "history" in row or "history" not in latest[key]:
+            latest[key] = row
+    return list(latest.values())
 
 
 def finals_by_seed(rows: list[dict], pair_name: str, method: str, epochs: int) -> dict[int, float]:
