@@ -23,7 +23,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digits import mean_std, read_results  # noqa: E402
+from digits import mean_std  # noqa: E402
 
 from sdrc.evidence import compare  # noqa: E402
 
@@ -109,9 +109,14 @@ def _against_seeds(value: float, seeds: list[float]) -> str:
             else "within the seeds' range")
 
 
+def read_rows(results_path: Path) -> list[dict]:
+    "Every result in the results file."
+    return [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+
+
 def write_table(results_path: Path, out: Path, epochs: int) -> str:
     "The table of every method on every feature set (the probe has no epochs), written atomically."
-    rows = [r for r in read_results(results_path) if r["epochs"] in (0, epochs)]
+    rows = [r for r in read_rows(results_path) if r["epochs"] in (0, epochs)]
     lines = [f"Features brought to sdrc: MNIST → USPS, {epochs} epochs, target test accuracy %\n",
              "| features | method | seeds | final | best | final against source-only |", "|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["features"] for r in rows):
