@@ -16,7 +16,6 @@ from pathlib import Path
 
 import sdrc
 from .data import DomainPair, fingerprint
-from .io import atomic_write
 from .recipe import Recipe, Runtime
 from .train import train
 

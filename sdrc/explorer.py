@@ -14,6 +14,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from .record import thumbnails
 from .snapshots import RunRecord
 from .viz import (CLASS_COLOURINGS, FOLLOW_TRACES, SHADED_COLOURINGS, TWO_TONE, YES_NO_COLOURINGS, Embedding, RunView,
                       class_colours, colourings, complete_epochs, distributions, distributions_figure, feature_neighbours,
@@ -265,17 +266,14 @@ def _counts(classes: list[str], values: np.ndarray) -> str:
 ClusterExplorer.pick, ClusterExplorer.group, ClusterExplorer.show_group = _pick, property(_group), _show_group
 
 # %% ../nbs/06a_explorer.ipynb #3d163d10
-def image_png(images, index: int) -> bytes:
-    "PNG bytes of image `index` of a `TensorDomain` or uint8 array (N×H×W, N×C×H×W or N×H×W×C)."
+def image_png(images, index: int, side: int = 96) -> bytes:
+    """PNG bytes of image `index` of what `sdrc.record.thumbnails` reads (an array, a tensor, a `TensorDomain` or a
+    dataset), `side` pixels square, scaled to 0–255 on its own."""
     import io
     from PIL import Image
-    x = images.x[index] if hasattr(images, "x") else images[index]
-    x = np.asarray(x.cpu() if hasattr(x, "cpu") else x)
-    if x.ndim == 3 and x.shape[0] in (1, 3):
-        x = np.moveaxis(x, 0, -1)
-    x = x.squeeze(-1) if x.ndim == 3 and x.shape[-1] == 1 else x
+    x = thumbnails(images, [index], side)[0]
     buffer = io.BytesIO()
-    Image.fromarray(x.astype(np.uint8)).resize((96, 96), Image.NEAREST).save(buffer, format="PNG")
+    Image.fromarray(x[..., 0] if x.shape[-1] == 1 else x).save(buffer, format="PNG")
     return buffer.getvalue()
 
 # %% ../nbs/06a_explorer.ipynb #95282e05

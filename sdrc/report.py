@@ -46,8 +46,9 @@ def run_data(view: RunView) -> dict:
                 source_y=recs[0].source_y.astype(int).tolist(), **_neighbours(view), pictures=_pictures(view))
 
 def _neighbours(view: RunView) -> dict:
-    """Per epoch, each target point's nearest target and source points in the features (16-bit positions, 32 past 65,535 points), how many of
-    its layout neighbours are feature neighbours (one byte), and the share that makes, averaged over the points."""
+    """Per epoch, each target point's nearest target and source points in the features (16-bit positions, 32-bit past
+    65,535 points), how many of its layout neighbours are feature neighbours (one byte), and the share that makes,
+    averaged over the points."""
     space, n_t = view.embedding.space, view.embedding.n_target
     near = [feature_neighbours(r, space, NEIGHBOURS) for r in view.records]
     trust = [layout_trust(xy[:n_t], r.target_feat[space].astype(np.float32), TRUST_K)
