@@ -278,15 +278,16 @@ function setEpoch(e) {
   document.getElementById('epoch-label').textContent = 'epoch ' + D.runs[0].epochs[e];
   D.runs.forEach((_, r) => drawScatter(r)); drawCursor(); drawBars(); drawGroup(); drawNeighbours(); drawTrust(); writeLink();
 }
-function selectionChanged() {
-  D.runs.forEach((_, r) => drawFollowed(r)); drawBars(); drawGroup(); drawNeighbours(); writeLink();
+function selectionChanged(imageChanged) {
+  // the neighbours belong to the selected image: a new group leaves them as they are
+  D.runs.forEach((_, r) => drawFollowed(r)); drawBars(); drawGroup(); if (imageChanged) drawNeighbours(); writeLink();
 }
 function select(r, p) {
-  state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; state.showGroup = false; selectionChanged();
+  state.selected = {run: r, point: p}; state.image = D.runs[r].index[p]; state.showGroup = false; selectionChanged(true);
 }
 function selectGroup(r, images) {
   state.group = images; state.showGroup = images.length > 0; state.selected = {run: r, point: state.selected.point};
-  selectionChanged();
+  selectionChanged(false);
 }
 function writeLink() {
   // the view in the page's address: epoch, colouring and the selected image, so that a copied link opens the same view

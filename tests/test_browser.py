@@ -241,11 +241,17 @@ def test_a_clicked_image_shows_its_picture_and_its_neighbours_in_the_features(br
     page.close()
 
 
-def test_a_group_shows_up_to_32_pictures(browser, pictured, tmp_path):
+def test_a_group_shows_up_to_32_pictures_and_keeps_the_clicked_images_neighbours(browser, pictured, tmp_path):
     report = write_report(pictured, tmp_path / "pictured.html", space=0, method="pca")
     page, errors, requests = open_page(browser, report)
+    page.evaluate("select(0, 3)")  # what a click on the fourth recorded point does
+    listed = page.locator("#neighbours").text_content()
+    assert "nearest target images" in listed
     page.evaluate("selectGroup(0, D.runs[0].index.slice(0, 40))")  # what a lasso around 40 points hands over
     assert page.locator("#group .picture").count() == 32
     assert "the first 32 pictures" in page.locator("#group").text_content()
+    assert page.locator("#neighbours").text_content() == listed  # a group leaves the clicked image's neighbours listed
+    page.evaluate("select(0, 5)")
+    assert page.locator("#neighbours").text_content() != listed  # a new click lists the new image's
     assert not errors and not requests, (errors, requests)
     page.close()
