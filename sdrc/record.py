@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .core import SDRCConfig, make_config
+from .data import evaluation_view
 from .observe import Extracted, Observation, epoch_metrics, epoch_record, observation
 from .snapshots import THUMBNAIL_FILE, RunWriter
 
@@ -124,7 +125,9 @@ def _channels_last(x: np.ndarray) -> np.ndarray | None:
     return x if x.shape[-1] in (1, 3) else None
 
 def thumbnails(images, index, side: int = 16) -> np.ndarray | None:
-    "`side`×`side` uint8 pictures (N×side×side×C) of `images[index]`, each scaled to 0–255 on its own; None for non-images."
+    """`side`×`side` uint8 pictures (N×side×side×C) of `images[index]`, each scaled to 0–255 on its own; None for
+    non-images. Images on disk are read as evaluation reads them, so a picture never shows a random crop or flip."""
+    images = evaluation_view(images)
     pictures = [_channels_last(_image(images, int(i))) for i in index]
     if not pictures or any(p is None or p.shape != pictures[0].shape for p in pictures):
         return None
