@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from digits import claim, mean_std, read_results, run_one  # noqa: E402
 
 from sdrc.data import DomainPair, digit_pair, long_tailed, subsample  # noqa: E402
+from sdrc.evidence import compare  # noqa: E402
 
 PAIRS = ("mnist:usps", "usps:mnist")
 METHODS = ("source-only", "DANN", "SRDC official", "SRDC official + p̂ sum", "SRDC paper + p̂ sum")
@@ -57,22 +58,63 @@ def regime_pair(pair_name: str, regime: str, seed: int, smoke: bool = False) -> 
     return pair.head(64, 64) if smoke else pair
 
 
+REFERENCE = "SRDC official"
+VARIANTS = ("SRDC official + p̂ sum", "SRDC paper + p̂ sum")
+
+
+def _rows(results: list[dict], regime: str, pair_name: str, method: str) -> list[dict]:
+    return sorted((r for r in results if (r["regime"], r["pair"], r["method"]) == (regime, pair_name, method)),
+                  key=lambda r: r["seed"])
+
+
+def against_reference(results: list[dict], regime: str, pair_name: str, method: str, key: str) -> str:
+    "The verdict on `method`'s `key` against SRDC official's in one regime and pair (sdrc.evidence.compare); '' for it."
+    rows, reference = _rows(results, regime, pair_name, method), _rows(results, regime, pair_name, REFERENCE)
+    if method == REFERENCE or not rows or not reference:
+        return ""
+    return compare([r[key] for r in rows], [r[key] for r in reference]).verdict
+
+
 def table(results: list[dict]) -> str:
-    "The markdown table of the finished runs, per regime, pair and method."
+    "The markdown table of the finished runs, per regime, pair and method, with verdicts against SRDC official."
     lines = ["| regime | pair | method | seeds | target train / test images | final acc % | best acc % | "
-             "transductive final acc % | mean per-class final acc % | largest class share at the end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "transductive final acc % | mean per-class final acc % | final against official (acc; per class) | "
+             "largest class share at the end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for regime in REGIMES:
         for pair_name in PAIRS:
             for method in METHODS:
-                rows = [r for r in results if (r["regime"], r["pair"], r["method"]) == (regime, pair_name, method)]
+                rows = _rows(results, regime, pair_name, method)
                 if rows:
+                    verdicts = [against_reference(results, regime, pair_name, method, k) for k in ("final", "final_per_class")]
                     lines.append(f"| {regime} | {pair_name.replace(':', ' → ')} | {method} | {len(rows)} | "
                                  f"{rows[0]['target_sizes'][0]} / {rows[0]['target_sizes'][1]} | "
                                  f"{mean_std([r['final'] for r in rows])} | {mean_std([r['best'] for r in rows])} | "
                                  f"{mean_std([r['final_transductive'] for r in rows])} | "
                                  f"{mean_std([r['final_per_class'] for r in rows])} | "
+                                 f"{'; '.join(verdicts) if any(verdicts) else ''} | "
                                  f"{max(r['largest_pred'] for r in rows):.2f} |")
+    return "\n".join(lines)
+
+
+def decision(results: list[dict]) -> str:
+    """For each variant of SRDC official, the regimes and pairs where its final accuracy or mean per-class accuracy is
+    higher or lower than official's by the evidence rule: the input to the recommendation (a third preset only for a
+    variant higher somewhere and lower nowhere)."""
+    lines = []
+    for variant in VARIANTS:
+        found = {"higher": [], "lower": []}
+        compared = 0
+        for regime in REGIMES:
+            for pair_name in PAIRS:
+                for key, what in (("final", "accuracy"), ("final_per_class", "per-class accuracy")):
+                    verdict = against_reference(results, regime, pair_name, variant, key)
+                    compared += bool(verdict)
+                    if verdict in found:
+                        found[verdict].append(f"{regime} {pair_name.replace(':', '→')} ({what})")
+        if compared:
+            lines.append(f"- {variant} against {REFERENCE}, {compared} comparisons: higher in "
+                         f"{', '.join(found['higher']) or 'none'}; lower in {', '.join(found['lower']) or 'none'}.")
     return "\n".join(lines)
 
 
@@ -80,7 +122,8 @@ def write_table(results_path: Path, out: Path, epochs: int) -> str:
     "Write the table atomically and return it."
     results = [r for r in read_results(results_path) if r["epochs"] == epochs]
     text = (f"Small and uneven digit domains: {epochs} epochs, CPU ({torch.get_num_threads()} threads), "
-            f"target test accuracy\n\n{table(results)}\n")
+            f"target test accuracy. Verdicts by sdrc.evidence.compare (Welch, 0.05, beyond the larger spread).\n\n"
+            f"{table(results)}\n\n{decision(results)}\n")
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     partial.write_text(text)
     partial.replace(out)
