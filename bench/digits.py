@@ -14,6 +14,7 @@ Several processes may run it at once (e.g. one per core, with OMP_NUM_THREADS=1)
 (a file in .digits_results.claims/ beside the results; delete a claim to run that row again).
 """
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -44,6 +45,7 @@ def run_one(pair_name: str, method: str, seed: int, epochs: int, pair=None) -> d
     if pair is None:
         source, target = pair_name.split(":")
         pair = digit_pair(source, target)  # grey pairs on one channel, MNIST-M in colour
+    commit()  # read before training: the code this process runs
     start = time.perf_counter()
     history = train(pair, Recipe(**METHODS[method], epochs=epochs, seed=seed, record_samples=0),
                     Runtime(progress=False, log=lambda line: print(f"  {line}", flush=True)))
@@ -63,8 +65,10 @@ def run_one(pair_name: str, method: str, seed: int, epochs: int, pair=None) -> d
 HISTORY = ("acc_f", "acc_f_train", "acc_f_per_class", "collapsed", "largest_pred", "entropy_p", *(f"score_{name}" for name in SCORES))
 
 
+@functools.cache
 def commit() -> str | None:
-    "The commit of the code that ran (with '+' when the checkout has changes), for the results file."
+    """The commit of the code that ran (with '+' when the checkout has changes), for the results file: read once, when
+    the first run of the process starts, since a process runs the code it imported then, whatever is committed later."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "sdrc"], capture_output=True, text=True).stdout.strip()
