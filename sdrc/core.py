@@ -268,6 +268,7 @@ PRESETS = {
     "official": SDRCConfig(q_scope="batch", detach_q=False, soft_select=False, target_rampup=True,
                            accumulate_centre_grad=True, average_centres_with_source=True),
 }
+PRESETS["official-sum"] = replace(PRESETS["official"], kernel_norm="sum")  # the released code with DEC's p̂
 
 # %% ../nbs/00_core.ipynb #a357ed35
 def make_config(preset: str = "paper", **overrides) -> SDRCConfig:
@@ -309,7 +310,7 @@ def _soft_cross_entropy(q: Tensor, log_probs: Tensor) -> Tensor:
 class SDRCLoss(nn.Module):
     """The SRDC objective for one batch of source and target samples, as a plain `nn.Module`.
 
-    `preset`: "paper" or "official"; any `SDRCConfig` field can be overridden by keyword."""
+    `preset`: "paper", "official" or "official-sum"; any `SDRCConfig` field can be overridden by keyword."""
 
     def __init__(self, num_classes: int, preset: str = "paper", **overrides):
         super().__init__()

@@ -16,15 +16,15 @@ from sdrc.snapshots import RunRecord
 from sdrc.train import CHECKPOINT, Trainer, load_checkpoint
 
 WORKER = Path(__file__).with_name("kill_worker.py")
-RUNS = [("srdc", "official", "none"), ("srdc", "paper", "none"), ("srdc", "official", "no-source-reg"),
-        ("dann", "official", "none"), ("source-only", "official", "none")]
+RUNS = [("srdc", "official", "none"), ("srdc", "paper", "none"), ("srdc", "official-sum", "none"),
+        ("srdc", "official", "no-source-reg"), ("dann", "official", "none"), ("source-only", "official", "none")]
 # a toy epoch is 4 steps; warm-up is epoch 0. Kill while writing epoch 2's record (the 3rd), while writing the
 # checkpoint after epoch 2 (the 3rd), and at the 2nd step of epoch 2 (the 10th step).
 KILLS = [("record", 3), ("checkpoint", 3), ("step", 10)]
 # and at every write of the first two epochs (run.json created, epoch 0's record, run.json, the first checkpoint, epoch 1's
-# record, run.json, the second checkpoint), and at a step of the first epoch, for the two presets: the first four leave no
+# record, run.json, the second checkpoint), and at a step of the first epoch, for the three presets: the first four leave no
 # checkpoint, so the run starts again in its folder
-EARLY_RUNS = RUNS[:2]
+EARLY_RUNS = RUNS[:3]
 EARLY_KILLS = [("write", n) for n in range(1, 8)] + [("step", 2)]
 
 
