@@ -63,6 +63,7 @@ VARIANTS = ("SRDC official + p̂ sum", "SRDC paper + p̂ sum")
 
 
 def _rows(results: list[dict], regime: str, pair_name: str, method: str) -> list[dict]:
+    "The runs of one regime, pair and method, by seed."
     return sorted((r for r in results if (r["regime"], r["pair"], r["method"]) == (regime, pair_name, method)),
                   key=lambda r: r["seed"])
 

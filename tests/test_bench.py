@@ -108,6 +108,28 @@ def test_the_small_data_benchmark_runs_and_appends(digits_root, tmp_path):
     assert out.read_text().count("| usps → mnist | SRDC official | 1 |") == 3
 
 
+def test_the_small_data_table_gives_verdicts_against_official_and_the_decision():
+    "Made-up runs: a variant far above official in one cell and far below in another is named there, nowhere else."
+    sys.path.insert(0, str(BENCH))
+    from small_data import decision, table
+
+    def runs(regime, method, finals):
+        return [dict(regime=regime, pair="mnist:usps", method=method, seed=s, final=f, best=f, final_transductive=f,
+                     final_per_class=f, largest_pred=0.1, target_sizes=[100, 100]) for s, f in enumerate(finals)]
+    variant = {"small": [0.96, 0.97, 0.98], "long-tailed": [0.70, 0.71, 0.72], "DSLR-sized": [0.90, 0.92, 0.91]}
+    results = [r for regime, finals in variant.items() for r in
+               runs(regime, "SRDC official", [0.90, 0.91, 0.92]) + runs(regime, "SRDC official + p̂ sum", finals)]
+    rows = {line.split(" | ")[0][2:] + " " + line.split(" | ")[2]: line for line in table(results).splitlines()[2:]}
+    assert "| higher; higher |" in rows["small SRDC official + p̂ sum"]
+    assert "| lower; lower |" in rows["long-tailed SRDC official + p̂ sum"]
+    assert "| no difference; no difference |" in rows["DSLR-sized SRDC official + p̂ sum"]
+    assert "|  |" in rows["small SRDC official"]  # the reference has no verdict against itself
+    assert decision(results) == (
+        "- SRDC official + p̂ sum against SRDC official, 6 comparisons: higher in small mnist→usps (accuracy), small "
+        "mnist→usps (per-class accuracy); lower in long-tailed mnist→usps (accuracy), long-tailed mnist→usps (per-class "
+        "accuracy).")
+
+
 def test_the_features_benchmark_makes_its_files_and_table(digits_root, tmp_path):
     "At smoke sizes: both feature sets made in the format sdrc train --features reads, every method run, a table written."
     results, out = tmp_path / "results.jsonl", tmp_path / "table.md"
